@@ -1,0 +1,27 @@
+# nlclf: `make demo` and `make test` work on a machine that has only python3.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_ROOT ?= ../shared/data
+
+.PHONY: demo test venv clean bench-accuracy bench-speed
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nlclf train configs/demo.yaml --overwrite
+	$(BIN)/nlclf eval runs/demo data/demo/test.tsv
+	head -n 5 data/demo/unlabeled.txt | $(BIN)/nlclf predict runs/demo - --proba
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,170 @@
+"""The only code that reads or writes model files.
+
+A model folder holds ``model.npz`` (the arrays, read with ``allow_pickle=False``) and
+``model.json`` (format version, config, vocabulary, labels, network shape, and a
+SHA-256 of the arrays). Both are written atomically and byte-for-byte
+deterministically, so the same config and seed give the same files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .config import Config, from_dict, to_dict
+from .errors import CheckpointError, ConfigError, OutputError
+from .features import Featurizer
+from .model import Classifier
+from .nn.mlp import NetSpec
+from .vocab import Vocabulary
+
+FORMAT_VERSION = 1
+ARRAYS, META = "model.npz", "model.json"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """An .npz archive with fixed timestamps and sorted names: the same arrays give the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            arr = np.ascontiguousarray(arrays[name])
+            member = io.BytesIO()
+            np.lib.format.write_array(member, arr, allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(name + ".npy", date_time=_EPOCH), member.getvalue())
+    return buf.getvalue()
+
+
+def checksum(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _arrays_and_meta(model: Classifier, config: Config, extra: dict | None = None):
+    arrays = {f"param.{k}": v for k, v in model.params.items()}
+    if model.featurizer.idf is not None:
+        arrays["features.idf"] = model.featurizer.idf
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "nlclf_version": __version__,
+        "config": to_dict(config),
+        "labels": list(model.labels),
+        "vocab": list(model.featurizer.vocab.tokens),
+        "net": {k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(model.spec).items()},
+        "temperature": float(model.temperature),
+        "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
+        "sha256": checksum(arrays),
+    }
+    if extra:
+        meta.update(extra)
+    return arrays, meta
+
+
+def save(directory, model: Classifier, config: Config, extra: dict | None = None) -> None:
+    """Write model.npz, then model.json (which names the arrays' checksum), both atomically."""
+    directory = Path(directory)
+    arrays, meta = _arrays_and_meta(model, config, extra)
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise CheckpointError(f"refusing to write a checkpoint: {name} has non-finite values")
+    atomic_write(directory / ARRAYS, npz_bytes(arrays))
+    atomic_write(directory / META, (json.dumps(meta, ensure_ascii=False, sort_keys=True) + "\n").encode())
+
+
+def _expect(cond, path, what):
+    if not cond:
+        raise CheckpointError(f"{path}: {what}")
+
+
+def load(directory) -> tuple:
+    """(Classifier, Config, meta) from a model folder, verified; never unpickles."""
+    directory = Path(directory)
+    meta_path, arrays_path = directory / META, directory / ARRAYS
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such model folder")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: missing: not a model folder written by nlclf train") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: damaged model metadata ({e})") from None
+    _expect(isinstance(meta, dict), meta_path, "damaged model metadata (not a JSON object)")
+    version = meta.get("format_version")
+    _expect(isinstance(version, int) and not isinstance(version, bool), meta_path,
+            "damaged model metadata (no integer format_version)")
+    _expect(version <= FORMAT_VERSION, meta_path,
+            f"format version {version} is newer than this nlclf reads ({FORMAT_VERSION}); "
+            f"upgrade nlclf")
+    for key, tp in (("config", dict), ("labels", list), ("vocab", list), ("net", dict),
+                    ("arrays", dict), ("sha256", str), ("temperature", (int, float))):
+        _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
+    _expect(all(isinstance(t, str) for t in meta["vocab"]) and all(isinstance(t, str) for t in meta["labels"]),
+            meta_path, "damaged model metadata (vocab and labels must be strings)")
+    try:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{arrays_path}: missing") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"{arrays_path}: damaged or not an nlclf array file ({e})") from None
+    expected = meta["arrays"]
+    _expect(set(arrays) == set(expected), arrays_path,
+            f"holds arrays {sorted(arrays)}, the metadata lists {sorted(expected)}")
+    for name, a in arrays.items():
+        want = expected[name]
+        _expect(isinstance(want, dict) and a.dtype.str == want.get("dtype") and list(a.shape) == want.get("shape"),
+                arrays_path, f"array {name} is {a.dtype.str} {list(a.shape)}, the metadata says {want}")
+        _expect(a.dtype.kind in "fiu", arrays_path, f"array {name} has unsupported dtype {a.dtype}")
+    _expect(checksum(arrays) == meta["sha256"], arrays_path,
+            "checksum mismatch: the arrays do not match the metadata (damaged or altered)")
+    try:
+        config = from_dict(meta["config"], str(meta_path))
+        net = dict(meta["net"])
+        net["hidden"] = tuple(net.get("hidden", ()))
+        spec = NetSpec(**net)
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{meta_path}: damaged model metadata ({e})") from None
+    vocab = Vocabulary(meta["vocab"]) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
+    _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
+    params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}
+    featurizer = Featurizer(config.features, vocab, arrays.get("features.idf"))
+    _expect(spec.n_inputs == featurizer.n_features and spec.n_classes == len(meta["labels"]),
+            meta_path, "damaged model metadata (network shape does not match vocabulary or labels)")
+    model = Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]))
+    return model, config, meta

@@ -1,0 +1,161 @@
+"""The command line: parse, call one pipeline function, map our errors to exit codes.
+
+stdout carries only results; logs, progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import NlclfError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and apply text classifiers (a NumPy MLP with hand-derived gradients).")
+
+EXIT_INTERRUPTED = 130
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fail(e: NlclfError):
+    for i, line in enumerate(str(e).splitlines()):
+        _err(("error: " if i == 0 else "       ") + line)
+    raise typer.Exit(e.exit_code)
+
+
+class _Progress:
+    """tqdm bars on stderr, silent when stderr is not a terminal or with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __call__(self, event: str, info: dict) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+        if event == "epoch_start":
+            self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch']}", unit="batch",
+                            leave=False, file=sys.stderr, dynamic_ncols=True)
+        elif event == "batch" and self.bar is not None:
+            self.bar.update(1)
+            if self.bar.n % 20 == 0:
+                self.bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
+        elif event == "epoch_end":
+            if self.bar is not None:
+                self.bar.close()
+            tqdm.write(f"epoch {info['epoch']}: train loss {info['train_loss']:.4f}, dev loss "
+                       f"{info['dev_loss']:.4f}, dev accuracy {info['dev_accuracy']:.4f}, "
+                       f"macro-F1 {info['dev_macro_f1']:.4f} ({info['seconds']:.1f} s)", file=sys.stderr)
+
+
+def _version(value: bool):
+    if value:
+        print(f"nlclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")):
+    pass
+
+
+@app.command()
+def train(config: str = typer.Argument(..., help="YAML config file."),
+          out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: output.dir)."),
+          set_: List[str] = typer.Option([], "--set", help="Override a config key: --set train.lr=0.05 (repeatable)."),
+          data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to (default: $NLCLF_DATA_ROOT, else data/)."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")):
+    """Train a classifier: writes the checkpoint, the effective config and reports into the output folder."""
+    from . import config as config_mod
+    from .pipeline import run_train
+    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    try:
+        cfg = config_mod.load(config, set_)
+        r = run_train(cfg, data_root, out, overwrite, _Progress(quiet), log)
+    except NlclfError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    parts = [f"{r['out_dir']}: best epoch {r['best_epoch']}/{len(r['history'])}",
+             f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
+    if "test" in r["final"]:
+        parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
+    parts.append(f"{r['total_seconds']:.1f} s")
+    print(", ".join(parts))
+
+
+@app.command("eval")
+def eval_(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
+          data: str = typer.Argument(..., help="Labelled file (label<TAB>text)."),
+          report: Optional[str] = typer.Option(None, "--report", help="Also write the metrics as JSON to this file.")):
+    """Evaluate a model: accuracy, macro-F1, per-class table and confusion matrix."""
+    from .pipeline import run_eval
+    from .report import metrics_table, write_json
+    try:
+        m = run_eval(model, data)
+        if report:
+            write_json(report, m)
+    except NlclfError as e:
+        _fail(e)
+    print(f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (n = {m['n']})\n")
+    print(metrics_table(m))
+
+
+@app.command()
+def predict(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
+            files: List[str] = typer.Argument(None, help="Text files, one text a line; '-' or none: stdin."),
+            proba: bool = typer.Option(False, "--proba", help="Add the probability of each label."),
+            top_k: int = typer.Option(1, "--top-k", min=1, help="Print the K most probable labels."),
+            fmt: str = typer.Option("text", "--format", help="text, tsv or jsonl."),
+            batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Texts per batch.")):
+    """Label each input line: one result a line on stdout, in input order, streamed."""
+    from .pipeline import run_predict
+    if fmt not in ("text", "tsv", "jsonl"):
+        _err(f"error: --format must be one of text, tsv, jsonl; got {fmt}")
+        raise typer.Exit(2)
+    out = sys.stdout
+    sep = " " if fmt == "text" else "\t"
+    try:
+        for top in run_predict(model, files or ["-"], top_k, batch_size):
+            if fmt == "jsonl":
+                line = json.dumps({"label": top[0][0], "proba": round(top[0][1], 6),
+                                   **({"top": [{"label": l, "proba": round(p, 6)} for l, p in top]}
+                                      if top_k > 1 else {})}, ensure_ascii=False)
+            elif proba:
+                line = sep.join(f"{l}{sep}{p:.4f}" for l, p in top)
+            else:
+                line = sep.join(l for l, _ in top)
+            out.write(line + "\n")
+            if not out.isatty():
+                continue
+            out.flush()
+        out.flush()
+    except NlclfError as e:
+        _fail(e)
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""The run configuration: typed, frozen dataclasses, validated once at load.
+
+A config is YAML with the sections below; ``--set section.key=value`` overrides go
+through the same checks. Every problem is reported at once, each message naming
+the file, its line, the key, the rule and the value found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+from .features import KINDS, WEIGHTINGS, FeatureSpec
+from .nn.activations import ACTIVATIONS
+from .nn.optim import OPTIMIZERS, SCHEDULES
+from .text import TOKENIZERS
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = ""
+    dev: str = ""                       # empty: split dev_fraction off train (stratified, seeded)
+    test: str = ""
+    dev_fraction: float = 0.1
+    format: str = "tsv"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple = (256,)
+    activation: str = "relu"
+    leaky_slope: float = 0.01
+    hidden_bias: bool = True
+    output_bias: bool = True
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 0.001
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    schedule: str = "constant"
+    warmup: int = 0                     # steps of linear warm-up
+    batch_size: int = 64
+    epochs: int = 10
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    clip_norm: float = 0.0              # 0: no clipping
+    patience: int = 3                   # epochs without a better dev score before stopping (0: never)
+    metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 13
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS = {f.name: f.type for f in fields(Config)}
+
+
+def _choice(options):
+    return (lambda v: v in options, "one of " + ", ".join(sorted(options)))
+
+
+def _range(lo=None, hi=None, lo_open=False, hi_open=False):
+    def ok(v):
+        return ((lo is None or (v > lo if lo_open else v >= lo))
+                and (hi is None or (v < hi if hi_open else v <= hi)))
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi}")
+    return ok, "a number " + " and ".join(parts)
+
+
+# Rules beyond the type: dotted key -> (predicate, what is allowed).
+RULES = {
+    "seed": _range(0),
+    "data.dev_fraction": _range(0, 1, True, True),
+    "data.format": _choice(("tsv",)),
+    "features.kind": _choice(KINDS),
+    "features.tokenizer": _choice(TOKENIZERS),
+    "features.max_chars": _range(0),
+    "features.min_count": _range(1),
+    "features.max_size": _range(0),
+    "features.ngrams": _range(1, 5),
+    "features.hash_buckets": _range(0, 2**24),
+    "features.weighting": _choice(WEIGHTINGS),
+    "features.max_tokens": _range(1, 10000),
+    "features.truncate": _choice(("head", "tail")),
+    "features.embed_dim": _range(1, 4096),
+    "features.embed_lr": _range(0),
+    "features.embed_l2": _range(0),
+    "features.word_dropout": _range(0, 1, False, True),
+    "model.hidden": (lambda v: all(1 <= h <= 100000 for h in v), "a list of layer widths, each 1..100000"),
+    "model.activation": _choice(ACTIVATIONS),
+    "model.leaky_slope": _range(0, 1),
+    "model.dropout": _range(0, 1, False, True),
+    "train.optimizer": _choice(OPTIMIZERS),
+    "train.lr": _range(0, None, True),
+    "train.momentum": _range(0, 1, False, True),
+    "train.beta1": _range(0, 1, False, True),
+    "train.beta2": _range(0, 1, False, True),
+    "train.eps": _range(0, None, True),
+    "train.schedule": _choice(SCHEDULES),
+    "train.warmup": _range(0),
+    "train.batch_size": _range(1, 1_000_000),
+    "train.epochs": _range(1, 100000),
+    "train.weight_decay": _range(0),
+    "train.label_smoothing": _range(0, 1, False, True),
+    "train.clip_norm": _range(0),
+    "train.patience": _range(0),
+    "train.metric": _choice(("accuracy", "macro_f1")),
+    "train.dtype": _choice(("float32", "float64")),
+}
+
+
+def _type_name(tp) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            tuple: "a list of integers"}.get(tp, str(tp))
+
+
+def _coerce(tp, value):
+    """Check value against a field type; return (ok, value)."""
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        if value is None:
+            return True, ""
+        return isinstance(value, str), value
+    if tp is tuple:
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        return ok, tuple(value) if ok else value
+    return False, value
+
+
+def _field_types(section_cls) -> dict:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in fields(section_cls)}
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _fmt(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+
+
+def _lines(node, prefix="", out=None) -> dict:
+    """Map each dotted key of a composed YAML mapping to its 1-based line."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            dotted = f"{prefix}{key.value}"
+            out[dotted] = key.start_mark.line + 1
+            _lines(value, dotted + ".", out)
+    return out
+
+
+class _Problems:
+    def __init__(self, source: str, lines: dict):
+        self.source, self.lines, self.items = source, lines, []
+
+    def add(self, key: str, rule: str, value=dataclasses.MISSING, hint: str = ""):
+        where = self.source
+        line = self.lines.get(key) if isinstance(self.lines, dict) else None
+        if line:
+            where += f":{line}"
+        got = "" if value is dataclasses.MISSING else f"; got {_fmt(value)}"
+        self.items.append(f"{where}: {key}: {rule}{got}{hint}")
+
+
+def _build(raw: dict, problems: _Problems) -> Config:
+    sections = {}
+    for key in raw:
+        if key not in SECTIONS:
+            problems.add(str(key), "unknown key; allowed: " + ", ".join(SECTIONS),
+                         hint=_suggest(key, SECTIONS))
+    for name, tp in SECTIONS.items():
+        value = raw.get(name, dataclasses.MISSING)
+        if tp is int or tp == "int":
+            if value is dataclasses.MISSING:
+                continue
+            ok, value = _coerce(int, value)
+            if not ok:
+                problems.add(name, "must be an integer", value)
+                continue
+            pred, what = RULES.get(name, (None, None))
+            if pred and not pred(value):
+                problems.add(name, f"must be {what}", value)
+                continue
+            sections[name] = value
+            continue
+        section_cls = typing.get_type_hints(Config)[name]
+        types = _field_types(section_cls)
+        if value is dataclasses.MISSING or value is None:
+            value = {}
+        if not isinstance(value, dict):
+            problems.add(name, "must be a mapping of keys to values", value)
+            continue
+        kwargs = {}
+        for key, v in value.items():
+            dotted = f"{name}.{key}"
+            if key not in types:
+                problems.add(dotted, f"unknown key; allowed in '{name}': " + ", ".join(types),
+                             hint=_suggest(key, types))
+                continue
+            ok, v = _coerce(types[key], v)
+            if not ok:
+                problems.add(dotted, f"must be {_type_name(types[key])}", value[key])
+                continue
+            pred, what = RULES.get(dotted, (None, None))
+            if pred and not pred(v):
+                hint = _suggest(v, RULES[dotted][1].removeprefix("one of ").split(", ")) \
+                    if what.startswith("one of") else ""
+                problems.add(dotted, f"must be {what}", v, hint)
+                continue
+            kwargs[key] = v
+        sections[name] = section_cls(**kwargs)
+    return Config(**sections)
+
+
+def _cross_checks(cfg: Config, problems: _Problems) -> None:
+    if not cfg.data.train:
+        problems.add("data.train", "is required: the training file, relative to the data root")
+    if cfg.features.kind == "embed_concat" and cfg.features.ngrams > 1:
+        problems.add("features.ngrams", "must be 1 with kind embed_concat (n-grams are for the bag kinds)",
+                     cfg.features.ngrams)
+    if cfg.features.freeze and not cfg.features.pretrained:
+        problems.add("features.freeze", "needs features.pretrained (a frozen random table learns nothing)", True)
+
+
+def parse_override(text: str):
+    """'train.lr=0.05' -> ('train.lr', 0.05), the value read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.lr=0.05")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({e.problem})") from None
+    return key.strip(), value
+
+
+def _apply(raw: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
+    """Parse, override and validate; raise ConfigError listing every problem."""
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a mapping of sections (data, features, model, "
+                          f"train, output); got {_fmt(raw)}")
+    lines = _lines(node)
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        _apply(raw, key, value)
+        lines[key] = None
+    problems = _Problems(source, lines)
+    override_keys = {(parse_override(o)[0] if isinstance(o, str) else o[0]) for o in overrides}
+    cfg = _build(raw, problems)
+    if not problems.items:
+        _cross_checks(cfg, problems)
+    if problems.items:
+        items = [m.replace(f"{source}: ", "--set ", 1) if m.split(": ")[1] in override_keys else m
+                 for m in problems.items]
+        raise ConfigError("\n".join(items))
+    return cfg
+
+
+def load(path, overrides=()) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config: {e}") from None
+    return load_text(text, str(path), overrides)
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain data (lists for tuples), ready for YAML or JSON."""
+    def plain(v):
+        if isinstance(v, tuple):
+            return list(v)
+        return v
+    return {name: (plain(getattr(cfg, name)) if not dataclasses.is_dataclass(getattr(cfg, name))
+                   else {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, name)).items()})
+            for name in SECTIONS}
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(raw: dict, source: str = "<checkpoint>") -> Config:
+    problems = _Problems(source, {})
+    cfg = _build(raw, problems)
+    if problems.items:
+        raise ConfigError("\n".join(problems.items))
+    return cfg

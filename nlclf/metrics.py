@@ -1,0 +1,30 @@
+"""Classification metrics (scikit-learn) gathered into one plain report dict."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def quick(y_true, y_pred, n_classes: int) -> dict:
+    """Accuracy and macro-F1 only: what the training loop needs each epoch."""
+    return {"accuracy": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=np.arange(n_classes), average="macro",
+                                       zero_division=0))}
+
+
+def report(y_true, y_pred, labels: list) -> dict:
+    """accuracy, macro_f1, per-class precision/recall/F1/support, confusion matrix (rows: true)."""
+    ids = np.arange(len(labels))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    out = quick(y_true, y_pred, len(labels))
+    out["n"] = int(len(y_true))
+    for avg in ("micro", "macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=avg,
+                                                        zero_division=0)
+        out[f"{avg}_avg"] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
+    out["labels"] = list(labels)
+    out["per_class"] = {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                              "support": int(s[i])} for i, lab in enumerate(labels)}
+    out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
+    return out

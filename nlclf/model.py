@@ -1,0 +1,24 @@
+"""A trained classifier: featurizer + network + label names, and prediction on raw texts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .features import Featurizer
+from .nn import mlp
+
+
+@dataclass
+class Classifier:
+    featurizer: Featurizer
+    spec: mlp.NetSpec
+    params: dict
+    labels: list
+    temperature: float = 1.0
+
+    def proba(self, texts: list) -> np.ndarray:
+        """o (N, C) for raw texts."""
+        X = self.featurizer.transform(texts)
+        return mlp.predict_proba(self.params, self.spec, X, self.temperature)

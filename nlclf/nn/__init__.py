@@ -1,0 +1,1 @@
+"""The network: pure NumPy math, knows nothing about text, YAML or files."""

@@ -1,0 +1,217 @@
+"""The stages chained: run_train, run_eval, run_predict.
+
+Nothing here prints: messages go through ``log``, progress through ``on_progress``.
+Files are written only by the checkpoint and report modules.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from . import checkpoint, data, metrics, report
+from .config import Config, dump
+from .errors import DataError, OutputError
+from .features import Featurizer
+from .model import Classifier
+from .nn import mlp
+from .train import fit, predict_logits
+from .vocab import PAD_ID, LabelSet
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
+
+
+def data_root(explicit: str | None = None) -> Path:
+    """--data-root, else $NLCLF_DATA_ROOT, else the project's data/ (or ./data)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("NLCLF_DATA_ROOT"):
+        return Path(os.environ["NLCLF_DATA_ROOT"])
+    return DEFAULT_DATA_ROOT if DEFAULT_DATA_ROOT.is_dir() else Path("data")
+
+
+def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
+    unknown = sorted(set(labels) - set(label_set.index))
+    if unknown:
+        raise DataError(f"{path}: labels not seen in training: {', '.join(unknown[:5])}"
+                        f"{' ...' if len(unknown) > 5 else ''} (known: {', '.join(label_set.labels)})")
+    return np.fromiter((label_set.index[l] for l in labels), dtype=np.int64, count=len(labels))
+
+
+def prepare_output(out_dir: Path, overwrite: bool) -> None:
+    """Create the output folder; refuse a non-empty one unless overwrite; check it is writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputError(f"{out_dir}: output folder exists and is not empty; "
+                          f"use --overwrite to replace it, or choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"{out_dir}: cannot write to the output folder: {e.strerror or e}") from None
+
+
+def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec:
+    f, m = cfg.features, cfg.model
+    return mlp.NetSpec(input_kind=f.kind, n_inputs=featurizer.n_features, n_classes=n_classes,
+                       hidden=tuple(m.hidden), activation=m.activation, leaky_slope=m.leaky_slope,
+                       hidden_bias=m.hidden_bias, output_bias=m.output_bias, dropout=m.dropout,
+                       input_dropout=f.word_dropout if f.kind != "embed_concat" else 0.0,
+                       embed_dim=f.embed_dim if f.kind != "bow" else 0,
+                       max_tokens=f.max_tokens if f.kind == "embed_concat" else 0,
+                       freeze_embeddings=f.freeze, pad_id=PAD_ID)
+
+
+def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
+              on_progress=None, log=lambda msg: None) -> dict:
+    """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report."""
+    t_start = time.perf_counter()
+    root = data_root(root)
+    out = Path(out_dir or cfg.output.dir)
+    train_path = data.resolve(cfg.data.train, root)
+    dev_path = data.resolve(cfg.data.dev, root) if cfg.data.dev else None
+    test_path = data.resolve(cfg.data.test, root) if cfg.data.test else None
+    for p in (train_path, dev_path, test_path):
+        if p is not None and not p.is_file():
+            raise DataError(f"{p}: file not found (paths in the config are relative to the data "
+                            f"root {root}; set --data-root or NLCLF_DATA_ROOT)")
+    prepare_output(out, overwrite)
+
+    rng = np.random.default_rng(cfg.seed)
+    labels, texts = data.read_labelled(train_path)
+    if dev_path is not None:
+        dev_labels, dev_texts = data.read_labelled(dev_path)
+    else:
+        is_dev = data.stratified_split(labels, cfg.data.dev_fraction, cfg.seed)
+        dev_labels = [l for l, d in zip(labels, is_dev) if d]
+        dev_texts = [t for t, d in zip(texts, is_dev) if d]
+        labels = [l for l, d in zip(labels, is_dev) if not d]
+        texts = [t for t, d in zip(texts, is_dev) if not d]
+        log(f"no dev file: held out {len(dev_labels)} of the training examples "
+            f"({cfg.data.dev_fraction:.0%}, stratified, seed {cfg.seed})")
+    label_set = LabelSet(labels)
+    if len(label_set) < 2:
+        raise DataError(f"{train_path}: only one class ({label_set.labels[0]}); need at least two")
+    y = _label_ids(labels, label_set, train_path)
+    y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
+
+    t0 = time.perf_counter()
+    featurizer = Featurizer(cfg.features).fit(texts)
+    X, X_dev = featurizer.transform(texts), featurizer.transform(dev_texts)
+    featurize_seconds = time.perf_counter() - t0
+    del texts, dev_texts
+
+    spec = net_spec(cfg, featurizer, len(label_set))
+    dtype = np.dtype(cfg.train.dtype)
+    params = mlp.init_params(spec, rng, dtype)
+    if cfg.features.pretrained and cfg.features.kind != "bow":
+        ids, vecs = data.read_vectors(data.resolve(cfg.features.pretrained, root),
+                                      featurizer.vocab.index, cfg.features.embed_dim)
+        params["E"][ids] = vecs
+        log(f"pretrained vectors cover {len(ids)} of {len(featurizer.vocab) - 2} vocabulary words "
+            f"({len(ids) / max(1, len(featurizer.vocab) - 2):.1%})")
+    decay = {name: cfg.train.weight_decay for name in params if not name.startswith("b") and name != "E"}
+    if "E" in params:
+        decay["E"] = cfg.features.embed_l2
+    lr_mult = {"E": cfg.features.embed_lr} if "E" in params else {}
+
+    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress)
+    model = Classifier(featurizer, spec, result.params, label_set.labels)
+
+    final = {"dev": metrics.report(y_dev, predict_logits(model.params, spec, X_dev).argmax(1), label_set.labels)}
+    n_test = 0
+    if test_path is not None:
+        test_labels, test_texts = data.read_labelled(test_path)
+        y_test = _label_ids(test_labels, label_set, test_path)
+        probs = model.proba(test_texts)
+        final["test"] = metrics.report(y_test, probs.argmax(1), label_set.labels)
+        n_test = len(y_test)
+
+    checkpoint.save(out, model, cfg)
+    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
+    r = {
+        "data": {"train": int(len(y)), "dev": int(len(y_dev)), "test": n_test,
+                 "train_file": str(train_path), "dev_file": str(dev_path) if dev_path else None,
+                 "test_file": str(test_path) if test_path else None},
+        "labels": label_set.labels,
+        "features": {"kind": cfg.features.kind, "vocab_size": len(featurizer.vocab),
+                     "n_features": featurizer.n_features},
+        "model": {"hidden": list(spec.hidden), "activation": spec.activation,
+                  "parameters": mlp.n_params(model.params)},
+        "metric": cfg.train.metric, "best_epoch": result.best_epoch, "best_score": result.best_score,
+        "history": result.history, "final": final,
+        "featurize_seconds": featurize_seconds, "train_seconds": result.train_seconds,
+        "steps": result.steps, "total_seconds": time.perf_counter() - t_start,
+        "out_dir": str(out),
+    }
+    report.write_train_report(out, r)
+    return r
+
+
+def run_eval(model_dir, data_path) -> dict:
+    """Metrics of a saved model on a labelled file."""
+    model, _, _ = checkpoint.load(model_dir)
+    labels, texts = data.read_labelled(data_path)
+    y = _label_ids(labels, LabelSet(model.labels), data_path)
+    probs = model.proba(texts)
+    return metrics.report(y, probs.argmax(1), model.labels)
+
+
+def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
+    """Group lines into batches without waiting: a reader thread fills a queue, and each batch
+    takes whatever has arrived (at least one line, at most max_batch). Interactive input is
+    answered line by line; a file is read in full batches."""
+    q: queue.Queue = queue.Queue(maxsize=4 * max_batch)
+    done = object()
+    error: list = []
+
+    def reader():
+        try:
+            for line in lines:
+                q.put(line)
+        except BaseException as e:     # handed over to the consuming thread
+            error.append(e)
+        finally:
+            q.put(done)
+
+    threading.Thread(target=reader, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            break
+        batch = [item]
+        finished = False
+        while len(batch) < max_batch:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is done:
+                finished = True
+                break
+            batch.append(item)
+        yield batch
+        if finished:
+            break
+    if error:
+        raise error[0]
+
+
+def run_predict(model_dir, lines: Iterable[str], top_k: int = 1, batch_size: int = 1024) -> Iterator[list]:
+    """For each input line, in order, the top_k (label, probability) pairs; streamed in batches."""
+    model, _, _ = checkpoint.load(model_dir)
+    k = max(1, min(top_k, len(model.labels)))
+    for batch in _batches(lines, batch_size):
+        probs = model.proba(batch)                                     # (N, C)
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for row, ids in zip(probs, top):
+            yield [(model.labels[i], float(row[i])) for i in ids]

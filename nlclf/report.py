@@ -1,0 +1,60 @@
+"""Run reports: report.json and report.md beside the checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+
+def metrics_table(m: dict) -> str:
+    """The per-class table and confusion matrix of a metrics.report dict, as Markdown."""
+    labels = m["labels"]
+    lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for lab in labels:
+        c = m["per_class"][lab]
+        lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
+    for avg in ("macro", "weighted"):
+        a = m[f"{avg}_avg"]
+        lines.append(f"| *{avg} avg* | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {m['n']} |")
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+              "| true \\ predicted | " + " | ".join(labels) + " |",
+              "|---|" + "---:|" * len(labels)]
+    for lab, row in zip(labels, m["confusion_matrix"]):
+        lines.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def train_markdown(r: dict) -> str:
+    out = [f"# nlclf training report", "",
+           f"- training examples: {r['data']['train']}, dev: {r['data']['dev']}, test: {r['data']['test']}",
+           f"- classes: {len(r['labels'])} ({', '.join(r['labels'])})",
+           f"- features: {r['features']['kind']}, vocabulary {r['features']['vocab_size']}, "
+           f"input width {r['features']['n_features']}",
+           f"- network: hidden {r['model']['hidden']}, {r['model']['activation']}, "
+           f"{r['model']['parameters']:,} parameters",
+           f"- best epoch: {r['best_epoch']} of {len(r['history'])} (dev {r['metric']} {r['best_score']:.4f})",
+           f"- training loop: {r['train_seconds']:.2f} s; whole run {r['total_seconds']:.2f} s", "",
+           "## Epochs", "",
+           "| epoch | train loss | dev loss | dev accuracy | dev macro-F1 | lr | seconds |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for h in r["history"]:
+        out.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_loss']:.4f} | {h['dev_accuracy']:.4f} "
+                   f"| {h['dev_macro_f1']:.4f} | {h['lr']:.3g} | {h['seconds']:.2f} |")
+    for split in ("dev", "test"):
+        m = r["final"].get(split)
+        if m:
+            out += ["", f"## {split.capitalize()} set: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}",
+                    "", metrics_table(m)]
+    return "\n".join(out) + "\n"
+
+
+def write_train_report(directory, r: dict) -> None:
+    directory = Path(directory)
+    atomic_write(directory / "report.json", (json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write(directory / "report.md", train_markdown(r).encode())
+
+
+def write_json(path, obj) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())

@@ -1,0 +1,66 @@
+"""Text to tokens: normalisation, tokenizers and n-grams, as pure functions."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Callable
+
+TOKENIZERS = ("regex", "whitespace")
+
+# Han, kana and hangul have no spaces between words: each character is a token.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+# A word is a run of letters/digits/underscore (apostrophes inside kept: don't, l'homme);
+# any other non-space character (punctuation, symbols, emoji) is a token of its own.
+WORD_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’][^\W{_CJK}]+)*|[^\w\s]")
+
+
+def strip_accents(text: str) -> str:
+    """'café' -> 'cafe': decompose, then drop the combining marks."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def is_punct(token: str) -> bool:
+    """True for a token made only of punctuation or symbols."""
+    return all(unicodedata.category(c)[0] in "PS" for c in token)
+
+
+def make_tokenizer(mode: str = "regex", lowercase: bool = True, accents: bool = True,
+                   punctuation: bool = True, max_chars: int = 0) -> Callable[[str], list]:
+    """A function text -> tokens.
+
+    mode ``regex`` uses WORD_RE (Unicode-aware); ``whitespace`` is str.split for
+    pre-tokenized text. ``accents=False`` strips accents, ``punctuation=False`` drops
+    punctuation-only tokens, ``max_chars`` > 0 cuts the text first.
+    """
+    split = WORD_RE.findall if mode == "regex" else str.split
+
+    if lowercase and accents and punctuation and not max_chars:       # the fast path
+        return lambda text: split(text.lower())
+
+    def tokenize(text: str) -> list:
+        if max_chars:
+            text = text[:max_chars]
+        if lowercase:
+            text = text.lower()
+        if not accents:
+            text = strip_accents(text)
+        tokens = split(text)
+        if not punctuation:
+            tokens = [t for t in tokens if not is_punct(t)]
+        return tokens
+
+    return tokenize
+
+
+NGRAM_SEP = " "   # tokens never contain whitespace, so a space joins n-grams unambiguously
+
+
+def ngrams(tokens: list, n: int) -> list:
+    """The n-grams of length 2..n of tokens (not the unigrams), joined by a space."""
+    out = []
+    for size in range(2, n + 1):
+        out.extend(NGRAM_SEP.join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
+    return out

@@ -1,0 +1,46 @@
+"""The vocabulary (token <-> id) and the label set, built from the training split only."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+
+
+class Vocabulary:
+    """Ids 0 and 1 are <pad> and <unk>; the rest are ordered by (-count, token).
+
+    Build with ``Vocabulary.build(counts, min_count, max_size)``; ``max_size``
+    counts the kept tokens, not the two reserved ones (0 = no limit).
+    """
+
+    def __init__(self, tokens: list):
+        self.tokens = list(tokens)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        assert self.tokens[:2] == [PAD, UNK]
+
+    @classmethod
+    def build(cls, counts: Counter, min_count: int = 1, max_size: int = 0) -> "Vocabulary":
+        kept = sorted(((t, c) for t, c in counts.items() if c >= min_count and t not in (PAD, UNK)),
+                      key=lambda tc: (-tc[1], tc[0]))
+        if max_size:
+            kept = kept[:max_size]
+        return cls([PAD, UNK] + [t for t, _ in kept])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+
+class LabelSet:
+    """Labels in sorted order; class id = position."""
+
+    def __init__(self, labels):
+        self.labels = sorted(set(labels))
+        self.index = {l: i for i, l in enumerate(self.labels)}
+
+    def __len__(self) -> int:
+        return len(self.labels)
