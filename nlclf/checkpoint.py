@@ -23,7 +23,7 @@ from .config import Config, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, OutputError
 from .features import Featurizer
 from .model import Classifier
-from .nn.mlp import NetSpec
+from .nn.mlp import NetSpec, param_shapes
 from .vocab import Vocabulary
 
 FORMAT_VERSION = 1
@@ -166,5 +166,9 @@ def load(directory) -> tuple:
     featurizer = Featurizer(config.features, vocab, arrays.get("features.idf"))
     _expect(spec.n_inputs == featurizer.n_features and spec.n_classes == len(meta["labels"]),
             meta_path, "damaged model metadata (network shape does not match vocabulary or labels)")
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
+    _expect(shapes == param_shapes(spec), arrays_path,
+            f"parameter shapes {shapes} do not match the network the metadata describes")
+    _expect(all(v.dtype.kind == "f" for v in params.values()), arrays_path, "parameters must be floating point")
     model = Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]))
     return model, config, meta

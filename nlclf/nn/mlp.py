@@ -83,31 +83,41 @@ def input_width(spec: NetSpec) -> int:
     return spec.embed_dim * spec.max_tokens
 
 
+def param_shapes(spec: NetSpec) -> dict:
+    """Name -> shape of every parameter, input to output."""
+    shapes = {}
+    if spec.input_kind != "bow":
+        shapes["E"] = (spec.n_inputs, spec.embed_dim)                       # (V, e)
+    fan_in = input_width(spec)
+    sizes = list(spec.hidden) + [spec.n_classes]
+    for layer, fan_out in zip([l for l in plan(spec) if l.W != "E"], sizes):
+        shapes[layer.W] = (fan_in, fan_out)                                 # (D, H), (H, H'), (H, C)
+        if layer.b:
+            shapes[layer.b] = (fan_out,)
+        fan_in = fan_out
+    return shapes
+
+
 def init_params(spec: NetSpec, rng: np.random.Generator, dtype=np.float32) -> dict:
     """He init for the ReLU family, Glorot for the rest and the output; zero biases.
 
     The embedding table is N(0, 1/e) with the padding row at zero.
     """
     dtype = np.dtype(dtype)
+    acts = {l.W: l.act for l in plan(spec)}
     params = {}
-    if spec.input_kind != "bow":
-        e = spec.embed_dim
-        E = rng.normal(0.0, 1.0 / np.sqrt(e), size=(spec.n_inputs, e))
-        E[spec.pad_id] = 0.0
-        params["E"] = E.astype(dtype)
-    fan_in = input_width(spec)
-    sizes = list(spec.hidden) + [spec.n_classes]
-    for layer, fan_out in zip([l for l in plan(spec) if l.W != "E"], sizes):
-        scheme = activations.INIT_FOR[layer.act] if layer.W != "U" else "glorot"
-        if scheme == "he":
-            W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+    for name, shape in param_shapes(spec).items():
+        if name == "E":
+            W = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), size=shape)
+            W[spec.pad_id] = 0.0
+        elif len(shape) == 1:
+            W = np.zeros(shape)
+        elif name != "U" and activations.INIT_FOR[acts[name]] == "he":
+            W = rng.normal(0.0, np.sqrt(2.0 / shape[0]), size=shape)
         else:
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            W = rng.uniform(-limit, limit, size=(fan_in, fan_out))
-        params[layer.W] = W.astype(dtype)
-        if layer.b:
-            params[layer.b] = np.zeros(fan_out, dtype=dtype)
-        fan_in = fan_out
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            W = rng.uniform(-limit, limit, size=shape)
+        params[name] = W.astype(dtype)
     return params
 
 

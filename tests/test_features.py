@@ -1,0 +1,108 @@
+"""Tokenizer, vocabulary and featurizers: edge cases, weightings, n-grams, hashing, padding."""
+
+import numpy as np
+import pytest
+
+from nlclf.features import FeatureSpec, Featurizer, bucket_of
+from nlclf.nn import mlp
+from nlclf.text import make_tokenizer, ngrams
+from nlclf.vocab import PAD_ID, UNK_ID, Vocabulary
+
+from test_gradients import check
+
+TEXTS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the the the"]
+
+
+def test_regex_tokenizer_unicode():
+    tok = make_tokenizer("regex")
+    assert tok("Hello, World!") == ["hello", ",", "world", "!"]
+    assert tok("Café déjà-vu") == ["café", "déjà", "-", "vu"]
+    assert tok("don't stop") == ["don't", "stop"]
+    assert tok("東京タワー") == ["東", "京", "タ", "ワ", "ー"]
+    assert tok("great 👍🏽 movie") == ["great", "👍", "🏽", "movie"]
+    assert tok("") == [] and tok("   \t  ") == []
+
+
+def test_tokenizer_options():
+    assert make_tokenizer("whitespace")("A  b\tC") == ["a", "b", "c"]
+    assert make_tokenizer("whitespace", lowercase=False)("A b") == ["A", "b"]
+    assert make_tokenizer("regex", accents=False)("Café Noël") == ["cafe", "noel"]
+    assert make_tokenizer("regex", punctuation=False)("wow , really ?! yes") == ["wow", "really", "yes"]
+    assert make_tokenizer("whitespace", max_chars=5)("abc defgh") == ["abc", "d"]
+    long = "word " * 100000
+    assert len(make_tokenizer("regex")(long)) == 100000
+
+
+def test_ngrams():
+    assert ngrams(["a", "b", "c"], 3) == ["a b", "b c", "a b c"]
+    assert ngrams(["a"], 2) == []
+
+
+def test_vocabulary_order_thresholds_and_reserved():
+    from collections import Counter
+    counts = Counter({"b": 3, "a": 3, "c": 5, "d": 1})
+    v = Vocabulary.build(counts, min_count=2)
+    assert v.tokens == ["<pad>", "<unk>", "c", "a", "b"]        # (-count, token)
+    assert Vocabulary.build(counts, max_size=2).tokens == ["<pad>", "<unk>", "c", "a"]
+
+
+def bow(**kw):
+    return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS)
+
+
+def test_bow_counts_and_unknown_words():
+    f = bow()
+    X = f.transform(["the the cat zebra", "", "   "])
+    assert X.shape == (3, len(f.vocab)) and X.dtype == np.float32
+    row = dict(zip(X[0].indices, X[0].data))
+    assert row == {f.vocab.index["the"]: 2.0, f.vocab.index["cat"]: 1.0, UNK_ID: 1.0}
+    assert X[1].nnz == 0 and X[2].nnz == 0
+
+
+@pytest.mark.parametrize("weighting", ["count", "binary", "log", "tfidf"])
+def test_weightings(weighting):
+    f = bow(weighting=weighting)
+    X = f.transform(["the the cat"])
+    the, cat = f.vocab.index["the"], f.vocab.index["cat"]
+    got = dict(zip(X.indices, X.data))
+    tf = {"count": (2, 1), "binary": (1, 1), "log": (1 + np.log(2), 1), "tfidf": (2, 1)}[weighting]
+    if weighting == "tfidf":     # smoothed idf from the training texts: df(the) = 3, df(cat) = 2, N = 4
+        tf = (2 * (np.log(5 / 4) + 1), 1 * (np.log(5 / 3) + 1))
+    assert got[the] == pytest.approx(tf[0], rel=1e-6) and got[cat] == pytest.approx(tf[1], rel=1e-6)
+
+
+def test_l2_normalisation():
+    X = bow(normalize=True).transform(["the cat sat", "", "dog dog"])
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    assert norms == pytest.approx([1.0, 0.0, 1.0])
+
+
+def test_bigrams_in_vocabulary_and_hashed():
+    f = bow(ngrams=2, hash_buckets=16)
+    assert "the cat" in f.vocab and f.n_features == len(f.vocab) + 16
+    X = f.transform(["the cat", "cat the"])          # "cat the" was never seen: hashed
+    assert f.vocab.index["the cat"] in X[0].indices
+    assert len(f.vocab) + bucket_of("cat the", 16) in X[1].indices
+    assert bucket_of("cat the", 16) == bucket_of("cat the", 16)
+    g = bow(ngrams=2)                                 # no buckets: unseen bigrams are dropped
+    assert g.transform(["cat the"]).nnz == 2
+
+
+@pytest.mark.parametrize("weighting", ["count", "binary", "log", "tfidf"])
+def test_gradient_through_each_weighting_with_ngrams_and_hashing(weighting, rng):
+    f = bow(ngrams=2, hash_buckets=5, weighting=weighting, normalize=weighting == "log")
+    X = f.transform(TEXTS + ["a cat sat on a dog", "the mat"]).astype(np.float64)
+    spec = mlp.NetSpec("bow", f.n_features, 3, hidden=(4,), activation="tanh")
+    params = mlp.init_params(spec, rng, np.float64)
+    check(params, spec, X, rng.integers(0, 3, size=X.shape[0]), 0.1)
+
+
+@pytest.mark.parametrize("truncate,expected", [("head", ["the", "cat", "sat"]), ("tail", ["on", "the", "mat"])])
+def test_embed_concat_pads_and_truncates(truncate, expected):
+    f = Featurizer(FeatureSpec(kind="embed_concat", tokenizer="whitespace", max_tokens=3,
+                               truncate=truncate)).fit(TEXTS)
+    X = f.transform(["the cat sat on the mat", "dog", "", "zebra"])
+    assert X.shape == (4, 3) and X.dtype == np.int32
+    assert [f.vocab.tokens[i] for i in X[0]] == expected
+    assert list(X[1]) == [f.vocab.index["dog"], PAD_ID, PAD_ID]
+    assert list(X[2]) == [PAD_ID] * 3 and list(X[3]) == [UNK_ID, PAD_ID, PAD_ID]

@@ -1,0 +1,93 @@
+"""Optimiser updates restated from their formulas and compared exactly; schedules; clipping."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nlclf.nn import optim
+from nlclf.nn.layers import Rows
+
+
+def setup(rng):
+    params = {"W": rng.normal(size=(6, 3)), "b": rng.normal(size=3)}
+    grads = {"W": Rows(np.array([1, 4]), rng.normal(size=(2, 3))), "b": rng.normal(size=3)}
+    return params, grads
+
+
+def test_sgd_is_the_notes_update(rng):
+    params, grads = setup(rng)
+    before = {k: v.copy() for k, v in params.items()}
+    optim.SGD(params).step(params, grads, 0.1)
+    expected_W = before["W"].copy()
+    expected_W[[1, 4]] -= 0.1 * grads["W"].value
+    assert np.array_equal(params["W"], expected_W)
+    assert np.array_equal(params["b"], before["b"] - 0.1 * grads["b"])
+
+
+def test_momentum_two_steps_lazy_rows(rng):
+    params, g1 = setup(rng)
+    _, g2 = setup(rng)
+    g2["W"] = Rows(np.array([0, 4]), g2["W"].value)
+    W0 = params["W"].copy()
+    opt = optim.SGD(params, momentum=0.9, lr_mult={"W": 0.5})
+    opt.step(params, g1, 0.1)
+    opt.step(params, g2, 0.1)
+    v = np.zeros_like(W0)
+    W = W0.copy()
+    for g in (g1["W"], g2["W"]):
+        v[g.index] = 0.9 * v[g.index] + g.value
+        W[g.index] -= 0.05 * v[g.index]
+    assert np.allclose(params["W"], W, rtol=0, atol=1e-15)
+    assert np.array_equal(params["W"][[2, 3, 5]], W0[[2, 3, 5]])     # rows never in a batch do not move
+
+
+def test_adam_matches_the_formula(rng):
+    params, g1 = setup(rng)
+    _, g2 = setup(rng)
+    W0, b0 = params["W"].copy(), params["b"].copy()
+    opt = optim.Adam(params, beta1=0.9, beta2=0.99, eps=1e-8)
+    opt.step(params, g1, 0.01)
+    opt.step(params, g2, 0.01)
+    m, v, W = np.zeros_like(W0), np.zeros_like(W0), W0.copy()
+    mb, vb, b = np.zeros_like(b0), np.zeros_like(b0), b0.copy()
+    for t, g in enumerate((g1, g2), start=1):
+        i, gw = g["W"].index, g["W"].value
+        m[i] = 0.9 * m[i] + 0.1 * gw
+        v[i] = 0.99 * v[i] + 0.01 * gw**2
+        W[i] -= 0.01 * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.99**t)) + 1e-8)
+        mb = 0.9 * mb + 0.1 * g["b"]
+        vb = 0.99 * vb + 0.01 * g["b"] ** 2
+        b -= 0.01 * (mb / (1 - 0.9**t)) / (np.sqrt(vb / (1 - 0.99**t)) + 1e-8)
+    assert np.allclose(params["W"], W, rtol=1e-12, atol=1e-15)
+    assert np.allclose(params["b"], b, rtol=1e-12, atol=1e-15)
+
+
+def test_float32_stays_float32(rng):
+    params = {"W": rng.normal(size=(4, 2)).astype(np.float32)}
+    grads = {"W": Rows(np.array([2]), np.ones((1, 2), np.float32))}
+    for opt in (optim.SGD(params), optim.SGD(params, 0.9), optim.Adam(params)):
+        opt.step(params, grads, 0.1)
+        assert params["W"].dtype == np.float32
+
+
+@pytest.mark.parametrize("schedule,step,expected", [
+    ("constant", 7, 0.5), ("linear", 0, 0.5), ("linear", 5, 0.25), ("linear", 10, 0.0),
+    ("cosine", 0, 0.5), ("cosine", 5, 0.25), ("cosine", 10, 0.0)])
+def test_schedules(schedule, step, expected):
+    assert optim.lr_at(step, 10, 0.5, schedule) == pytest.approx(expected, abs=1e-12)
+
+
+def test_warmup_then_schedule():
+    assert optim.lr_at(0, 20, 1.0, "linear", warmup=4) == pytest.approx(0.25)
+    assert optim.lr_at(3, 20, 1.0, "linear", warmup=4) == pytest.approx(1.0)
+    assert optim.lr_at(12, 20, 1.0, "linear", warmup=4) == pytest.approx(0.5)
+
+
+def test_clip_by_global_norm(rng):
+    grads = {"a": np.array([3.0, 0.0]), "b": Rows(np.array([0]), np.array([[0.0, 4.0]]))}
+    norm = optim.clip_by_global_norm(grads, 1.0)
+    assert norm == pytest.approx(5.0)
+    assert np.allclose(grads["a"], [0.6, 0.0]) and np.allclose(grads["b"].value, [[0.0, 0.8]])
+    assert optim.clip_by_global_norm(grads, 10.0) == pytest.approx(1.0)      # below the limit: unchanged
+    assert math.isclose(float(np.linalg.norm(grads["a"])), 0.6)

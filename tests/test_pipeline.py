@@ -1,0 +1,106 @@
+"""In-process pipeline: every feature kind trains, saves, loads and predicts identically."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlclf import checkpoint, config, pipeline
+from nlclf.errors import DataError
+
+TOPICS = {"fruit": "apple banana cherry grape mango pear plum",
+          "tools": "hammer saw drill wrench chisel pliers level",
+          "birds": "robin eagle sparrow finch owl heron crow"}
+
+
+def write_data(root: Path, n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    for split, size in (("train", n), ("dev", n // 3), ("test", n // 3)):
+        lines = []
+        for i in range(size):
+            for label, words in TOPICS.items():
+                w = words.split()
+                lines.append(f"{label}\t{' '.join(rng.choice(w, size=rng.integers(2, 7)))} and some filler")
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def cfg_for(kind, tmp_path, **features):
+    write_data(tmp_path)
+    text = f"""
+data: {{train: train.tsv, dev: dev.tsv, test: test.tsv}}
+features: {{kind: {kind}, embed_dim: 8, max_tokens: 6}}
+model: {{hidden: [16]}}
+train: {{epochs: 8, lr: 0.01, batch_size: 16}}
+"""
+    over = [f"features.{k}={v}" for k, v in features.items()]
+    return config.load_text(text, "t.yaml", over)
+
+
+@pytest.mark.parametrize("kind,extra", [("bow", {}), ("bow", {"ngrams": 2, "hash_buckets": 64, "weighting": "tfidf"}),
+                                        ("embed_mean", {"word_dropout": 0.2}), ("embed_concat", {})])
+def test_train_save_load_predict_identically(kind, extra, tmp_path):
+    cfg = cfg_for(kind, tmp_path, **extra)
+    r = pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+    assert r["final"]["test"]["accuracy"] >= 0.9
+    model, _, meta = checkpoint.load(tmp_path / "run")
+    texts = ["apple mango pear", "owl crow", "drill saw", "", "unknown words only", "apple " * 50]
+    p1 = model.proba(texts)
+    model2, _, _ = checkpoint.load(tmp_path / "run")
+    assert np.array_equal(p1, model2.proba(texts))
+    assert np.allclose(p1.sum(axis=1), 1.0, atol=1e-5)
+    preds = [top[0][0] for top in pipeline.run_predict(tmp_path / "run", iter(texts[:3]))]
+    assert preds == ["fruit", "birds", "tools"]
+
+
+def test_pretrained_vectors_fill_known_rows_and_freeze(tmp_path):
+    write_data(tmp_path)
+    (tmp_path / "vec.txt").write_text("3 8\n" + "apple " + " ".join(["0.5"] * 8) + "\n"
+                                      + "owl " + " ".join(["-0.25"] * 8) + "\nnotinvocab " + " ".join(["1"] * 8) + "\n")
+    cfg = cfg_for("embed_mean", tmp_path, pretrained="vec.txt", freeze="true")
+    logs = []
+    pipeline.run_train(cfg, tmp_path, tmp_path / "run", log=logs.append)
+    model, _, _ = checkpoint.load(tmp_path / "run")
+    E, index = model.params["E"], model.featurizer.vocab.index
+    assert np.all(E[index["apple"]] == 0.5) and np.all(E[index["owl"]] == -0.25)     # frozen: unchanged
+    assert any("cover 2 of" in m for m in logs)
+
+
+def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
+    write_data(tmp_path)
+    (tmp_path / "vec.txt").write_text("apple 0.1 0.2\n")
+    cfg = cfg_for("embed_concat", tmp_path, pretrained="vec.txt")
+    with pytest.raises(DataError, match=r"vec.txt:1: vectors of width 2, but features.embed_dim is 8"):
+        pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+
+
+LAYERS = ["errors", "text", "vocab", "features", "nn", "config", "data", "metrics", "model", "train",
+          "checkpoint", "report", "pipeline", "cli"]
+
+
+def test_imports_go_one_way():
+    """A module may import only modules above it in LAYERS; nothing below the CLI imports typer,
+    and nothing in nn/ imports anything of nlclf outside nn/."""
+    root = Path(__file__).resolve().parent.parent / "nlclf"
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        layer = "nn" if rel.parts[0] == "nn" else rel.stem
+        if layer == "__init__":
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 0:
+                    names = [node.module or ""]
+                else:
+                    base = ("nn." if layer == "nn" and node.level == 1 else "")
+                    names = [base + (node.module or a.name) for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.split(".")[0] == "typer":
+                    assert layer == "cli", f"{rel} imports typer"
+                mod = name.removeprefix("nlclf.").split(".")[0]
+                if mod in LAYERS and name.split(".")[0] != "typer":
+                    assert LAYERS.index(mod) <= LAYERS.index(layer), f"{rel} imports {name}"
