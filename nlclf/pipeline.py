@@ -206,9 +206,12 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
         raise error[0]
 
 
-def run_predict(model_dir, lines: Iterable[str], top_k: int = 1, batch_size: int = 1024) -> Iterator[list]:
-    """For each input line, in order, the top_k (label, probability) pairs; streamed in batches."""
+def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
+                texts: Iterable[str] | None = None) -> Iterator[list]:
+    """For each input line of ``paths`` ('-' is stdin), or each of ``texts``, in order, the
+    top_k (label, probability) pairs; streamed in batches."""
     model, _, _ = checkpoint.load(model_dir)
+    lines = data.iter_texts(paths) if texts is None else texts
     k = max(1, min(top_k, len(model.labels)))
     for batch in _batches(lines, batch_size):
         probs = model.proba(batch)                                     # (N, C)
