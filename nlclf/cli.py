@@ -128,20 +128,17 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
     out = sys.stdout
     sep = " " if fmt == "text" else "\t"
     try:
-        for top in run_predict(model, files or ["-"], top_k, batch_size):
+        for batch in run_predict(model, files or ["-"], top_k, batch_size):
             if fmt == "jsonl":
-                line = json.dumps({"label": top[0][0], "proba": round(top[0][1], 6),
-                                   **({"top": [{"label": l, "proba": round(p, 6)} for l, p in top]}
-                                      if top_k > 1 else {})}, ensure_ascii=False)
+                lines = [json.dumps({"label": top[0][0], "proba": round(top[0][1], 6),
+                                     **({"top": [{"label": l, "proba": round(p, 6)} for l, p in top]}
+                                        if top_k > 1 else {})}, ensure_ascii=False) for top in batch]
             elif proba:
-                line = sep.join(f"{l}{sep}{p:.4f}" for l, p in top)
+                lines = [sep.join(f"{l}{sep}{p:.4f}" for l, p in top) for top in batch]
             else:
-                line = sep.join(l for l, _ in top)
-            out.write(line + "\n")
-            if not out.isatty():
-                continue
-            out.flush()
-        out.flush()
+                lines = [sep.join(l for l, _ in top) for top in batch]
+            out.write("\n".join(lines) + "\n")
+            out.flush()                 # each batch as soon as it is ready: the output streams
     except NlclfError as e:
         _fail(e)
     except BrokenPipeError:

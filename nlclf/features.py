@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
-from .text import TOKENIZERS, make_tokenizer, ngrams
+from .text import NGRAM_SEP, SEP, TOKENIZERS, make_tokenizer, tokenize_many
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
 KINDS = ("bow", "embed_mean", "embed_concat")
@@ -55,8 +55,24 @@ def bucket_of(gram: str, n_buckets: int) -> int:
     return zlib.crc32(gram.encode("utf-8")) % n_buckets
 
 
+CHUNK = 8192          # texts tokenized together
+
+
+def _chunks(texts: Iterable[str], size: int = CHUNK):
+    it = iter(texts)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
 class Featurizer:
-    """Tokenizer + vocabulary (+ idf) -> feature matrix; ``fit`` on training texts only."""
+    """Tokenizer + vocabulary (+ idf) -> feature matrix; ``fit`` on training texts only.
+
+    Texts are processed a batch at a time: one tokenizer call per batch, token ids by one
+    ``map`` over the batch's tokens, rows found from the separator tokens with NumPy.
+    """
 
     def __init__(self, spec: FeatureSpec, vocab: Vocabulary | None = None, idf=None):
         assert spec.tokenizer in TOKENIZERS
@@ -65,6 +81,11 @@ class Featurizer:
         self.idf = idf                              # (D,) float32 for tfidf
         self.tokenize = make_tokenizer(spec.tokenizer, spec.lowercase, not spec.strip_accents,
                                        not spec.strip_punct, spec.max_chars)
+        self._lookup = None
+
+    @property
+    def n_grams(self) -> int:
+        return self.spec.ngrams if self.spec.kind != "embed_concat" else 1
 
     @property
     def n_features(self) -> int:
@@ -72,83 +93,123 @@ class Featurizer:
         extra = self.spec.hash_buckets if self.spec.kind != "embed_concat" else 0
         return len(self.vocab) + extra
 
-    def _grams(self, tokens: list) -> list:
-        n = self.spec.ngrams if self.spec.kind != "embed_concat" else 1
-        return tokens + ngrams(tokens, n) if n > 1 else tokens
+    def _tokens(self, texts: list) -> list:
+        s = self.spec
+        return tokenize_many(texts, s.tokenizer, s.lowercase, not s.strip_accents, not s.strip_punct,
+                             s.max_chars)
 
-    def fit(self, texts: Iterable[str]) -> "Featurizer":
-        """Count tokens (and n-grams) of the training texts; build the vocabulary and idf."""
-        counts, df, n_docs = Counter(), Counter(), 0
-        want_df = self.spec.weighting == "tfidf"
-        for text in texts:
-            grams = self._grams(self.tokenize(text))
-            counts.update(grams)
-            if want_df:
-                df.update(set(grams))
-            n_docs += 1
-        self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
-        if want_df:
-            self.idf = self._idf(df, n_docs)
+    @staticmethod
+    def _grams(tokens: list, is_sep, n: int):
+        """The n-grams (2..n) of a separated token stream that do not cross a separator:
+        (positions of their first token, strings)."""
+        cs = np.concatenate([[0], np.cumsum(is_sep)])
+        out_pos, out_grams = [], []
+        for size in range(2, n + 1):
+            if len(tokens) < size:
+                break
+            starts = np.flatnonzero(cs[size:] == cs[:-size])              # windows free of SEP
+            if size == 2:
+                grams = [tokens[i] + NGRAM_SEP + tokens[i + 1] for i in starts.tolist()]
+            else:
+                grams = [NGRAM_SEP.join(tokens[i:i + size]) for i in starts.tolist()]
+            out_pos.append(starts)
+            out_grams.extend(grams)
+        pos = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
+        return pos, out_grams
+
+    def fit(self, texts: list) -> "Featurizer":
+        """Vocabulary and weights (idf) from the training texts."""
+        self.fit_transform(texts)
         return self
 
-    def _idf(self, df: Counter, n_docs: int):
-        """Smoothed idf, ln((1 + N) / (1 + df)) + 1, per column (D,).
-
-        A bucket's df is the sum of the dfs of the n-grams hashed into it (an upper bound).
-        """
-        dfs = np.zeros(self.n_features, dtype=np.float64)
-        index, V, B = self.vocab.index, len(self.vocab), self.spec.hash_buckets
-        for gram, count in df.items():
-            i = index.get(gram)
-            if i is None:
-                if B and " " in gram:
-                    dfs[V + bucket_of(gram, B)] += count
-                elif " " not in gram:
-                    dfs[UNK_ID] += count
-                continue
-            dfs[i] += count
-        return (np.log((1.0 + n_docs) / (1.0 + dfs)) + 1.0).astype(np.float32)
-
-    def ids(self, text: str) -> list:
-        """Feature ids of one text, in order, repeats kept: unknown words -> <unk>;
-        n-grams outside the vocabulary -> a hash bucket, or dropped when B = 0."""
-        tokens = self.tokenize(text)
-        get = self.vocab.index.get
-        out = [get(t, UNK_ID) for t in tokens]
-        if self.spec.ngrams > 1 and self.spec.kind != "embed_concat":
-            V, B = len(self.vocab), self.spec.hash_buckets
-            for gram in ngrams(tokens, self.spec.ngrams):
-                i = get(gram)
-                if i is None and B:
-                    i = V + bucket_of(gram, B)
-                if i is not None:
-                    out.append(i)
-        return out
-
-    def transform(self, texts: Iterable[str]):
-        """X for a list of texts: CSR (N, D) float32 for the bag kinds, (N, T) int32 ids for embed_concat."""
-        rows = [self.ids(t) for t in texts]
-        if self.spec.kind == "embed_concat":
-            return self._pad(rows)
-        return self._bag(rows)
-
-    def _pad(self, rows: list):
-        T = self.spec.max_tokens
-        X = np.full((len(rows), T), PAD_ID, dtype=np.int32)         # (N, T)
-        for n, ids in enumerate(rows):
-            ids = ids[:T] if self.spec.truncate == "head" else ids[-T:]
-            X[n, :len(ids)] = ids
+    def fit_transform(self, texts: list):
+        """Fit on the training texts and return their X."""
+        self.fit_vocab(texts)
+        X = self.transform_counts(texts)
+        if self.spec.kind != "embed_concat":
+            self.fit_weights(X)
+            X = self.weigh(X)
         return X
 
-    def _bag(self, rows: list):
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        indices = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(indptr[-1]))
-        X = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
-                          shape=(len(rows), self.n_features))
-        X.sum_duplicates()                                          # counts, sorted columns
-        return self.weigh(X)
+    def fit_vocab(self, texts: Iterable[str]) -> "Featurizer":
+        """Count tokens (and n-grams) of the training texts (streamed) and build the vocabulary."""
+        counts = Counter()
+        for chunk in _chunks(texts):
+            tokens = self._tokens(chunk)
+            counts.update(tokens)
+            if self.n_grams > 1:
+                is_sep = np.fromiter((t == SEP for t in tokens), dtype=bool, count=len(tokens))
+                counts.update(self._grams(tokens, is_sep, self.n_grams)[1])
+        counts.pop(SEP, None)
+        self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
+        self._lookup = None
+        return self
+
+    def token_ids(self, texts: list):
+        """(ids, rows, N): the feature id of every token (and n-gram) of the texts, in order,
+        and the text it belongs to. Unknown words -> <unk>; n-grams outside the vocabulary ->
+        a hash bucket, or dropped when B = 0."""
+        if self._lookup is None:
+            self._lookup = dict(self.vocab.index)
+            self._lookup[SEP] = -1
+        get = self._lookup.get
+        tokens = self._tokens(texts)
+        ids = np.fromiter(map(get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64, count=len(tokens))
+        is_sep = ids < 0
+        rows = np.cumsum(is_sep) - is_sep                                   # text of each token
+        keep = ~is_sep
+        if self.n_grams > 1:
+            pos, grams = self._grams(tokens, is_sep, self.n_grams)
+            V, B = len(self.vocab), self.spec.hash_buckets
+            gids = np.fromiter(map(get, grams, itertools.repeat(-1)), dtype=np.int64, count=len(grams))
+            miss = np.flatnonzero(gids < 0)
+            if B and len(miss):
+                gids[miss] = [V + bucket_of(grams[i], B) for i in miss.tolist()]
+            found = gids >= 0
+            return (np.concatenate([ids[keep], gids[found]]),
+                    np.concatenate([rows[keep], rows[pos[found]]]), len(texts))
+        return ids[keep], rows[keep], len(texts)
+
+    def counts(self, texts: list):
+        """Unweighted X: CSR (N, D) of counts for the bag kinds, (N, T) int32 ids for embed_concat."""
+        ids, rows, n = self.token_ids(texts)
+        if self.spec.kind == "embed_concat":
+            return self._pad(ids, rows, n)
+        X = sp.coo_matrix((np.ones(len(ids), dtype=np.float32), (rows, ids)),
+                          shape=(n, self.n_features)).tocsr()               # sums repeats
+        X.sum_duplicates()
+        X.indices = X.indices.astype(np.int32, copy=False)
+        return X
+
+    def _pad(self, ids, rows, n: int):
+        T = self.spec.max_tokens
+        lengths = np.bincount(rows, minlength=n)                          # (N,)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        pos = np.arange(len(ids)) - starts[rows]                            # position in its text
+        if self.spec.truncate == "tail":
+            pos = pos - np.maximum(0, lengths[rows] - T)
+        keep = (pos >= 0) & (pos < T)
+        X = np.full((n, T), PAD_ID, dtype=np.int32)                         # (N, T)
+        X[rows[keep], pos[keep]] = ids[keep]
+        return X
+
+    def transform_counts(self, texts: Iterable[str]):
+        """Unweighted X for any number of texts, featurized a chunk at a time."""
+        parts = [self.counts(chunk) for chunk in _chunks(texts)]
+        if self.spec.kind == "embed_concat":
+            return np.concatenate(parts) if parts else np.zeros((0, self.spec.max_tokens), np.int32)
+        return stack_csr(parts, self.n_features)
+
+    def transform(self, texts: Iterable[str]):
+        """X for texts: weighted CSR (N, D) for the bag kinds, (N, T) int32 ids for embed_concat."""
+        X = self.transform_counts(texts)
+        return X if self.spec.kind == "embed_concat" else self.weigh(X)
+
+    def fit_weights(self, X) -> None:
+        """idf from the training split's counts X (N, D): ln((1 + N) / (1 + df)) + 1."""
+        if self.spec.weighting == "tfidf":
+            df = np.bincount(X.indices, minlength=self.n_features)
+            self.idf = (np.log((1.0 + X.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
 
     def weigh(self, X):
         """Apply the weighting (and L2 normalisation) to a CSR matrix of counts, in place."""
@@ -161,8 +222,31 @@ class Featurizer:
         elif w == "tfidf":
             X.data *= self.idf[X.indices]
         if self.spec.normalize:
-            sq = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-            norms = np.sqrt(sq, dtype=np.float32)
+            sq = np.bincount(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), weights=X.data * X.data,
+                             minlength=X.shape[0])
+            norms = np.sqrt(sq).astype(np.float32)
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
+
+
+def stack_csr(parts: list, n_cols: int):
+    """Stack CSR blocks row-wise into one CSR, preallocated, emptying ``parts`` as it goes
+    so that peak memory is the result plus one block."""
+    nnz = sum(p.nnz for p in parts)
+    n = sum(p.shape[0] for p in parts)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indices = np.empty(nnz, dtype=np.int32)
+    data = np.empty(nnz, dtype=np.float32)
+    r = k = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        m = p.shape[0]
+        indptr[r + 1:r + m + 1] = p.indptr[1:] + k
+        indices[k:k + p.nnz] = p.indices
+        data[k:k + p.nnz] = p.data
+        r, k = r + m, k + p.nnz
+    if nnz < 2**31:
+        indptr = indptr.astype(np.int32)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n_cols))

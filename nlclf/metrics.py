@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+# scikit-learn is imported inside the functions: it costs seconds at start-up, and
+# `nlclf predict` never needs it.
 
 
 def quick(y_true, y_pred, n_classes: int) -> dict:
     """Accuracy and macro-F1 only: what the training loop needs each epoch."""
+    from sklearn.metrics import accuracy_score, f1_score
     return {"accuracy": float(accuracy_score(y_true, y_pred)),
             "macro_f1": float(f1_score(y_true, y_pred, labels=np.arange(n_classes), average="macro",
                                        zero_division=0))}
@@ -15,6 +18,7 @@ def quick(y_true, y_pred, n_classes: int) -> dict:
 
 def report(y_true, y_pred, labels: list) -> dict:
     """accuracy, macro_f1, per-class precision/recall/F1/support, confusion matrix (rows: true)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
     ids = np.arange(len(labels))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     out = quick(y_true, y_pred, len(labels))

@@ -105,8 +105,9 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
 
     t0 = time.perf_counter()
-    featurizer = Featurizer(cfg.features).fit(texts)
-    X, X_dev = featurizer.transform(texts), featurizer.transform(dev_texts)
+    featurizer = Featurizer(cfg.features)
+    X = featurizer.fit_transform(texts)
+    X_dev = featurizer.transform(dev_texts)
     featurize_seconds = time.perf_counter() - t0
     del texts, dev_texts
 
@@ -208,13 +209,15 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
 
 def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
                 texts: Iterable[str] | None = None) -> Iterator[list]:
-    """For each input line of ``paths`` ('-' is stdin), or each of ``texts``, in order, the
-    top_k (label, probability) pairs; streamed in batches."""
+    """Batches of results for the input lines of ``paths`` ('-' is stdin), or for ``texts``, in
+    order: each result is the top_k (label, probability) pairs of one line. A batch is whatever
+    input has arrived (at most batch_size lines), so interactive input is answered at once."""
     model, _, _ = checkpoint.load(model_dir)
     lines = data.iter_texts(paths) if texts is None else texts
     k = max(1, min(top_k, len(model.labels)))
+    labels = model.labels
     for batch in _batches(lines, batch_size):
         probs = model.proba(batch)                                     # (N, C)
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for row, ids in zip(probs, top):
-            yield [(model.labels[i], float(row[i])) for i in ids]
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
+        p = np.take_along_axis(probs, top, axis=1).tolist()
+        yield [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]

@@ -55,6 +55,32 @@ def make_tokenizer(mode: str = "regex", lowercase: bool = True, accents: bool = 
     return tokenize
 
 
+SEP = "\x00"      # separates texts in a batch; a token of its own for both tokenizers
+
+
+def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, accents: bool = True,
+                  punctuation: bool = True, max_chars: int = 0) -> list:
+    """The tokens of many texts at once, each text followed by the separator token SEP.
+
+    One join, one lowercase and one split for the whole batch: no Python work per text
+    or per token on the default path. Gives the same tokens as ``make_tokenizer`` per text.
+    """
+    if max_chars:
+        texts = [t[:max_chars] for t in texts]
+    joined = "\n".join(texts)
+    if SEP in joined:
+        texts = [t.replace(SEP, " ") for t in texts]
+    joined = f" {SEP}\n".join(texts) + f" {SEP}" if texts else ""
+    if lowercase:
+        joined = joined.lower()
+    if not accents:
+        joined = strip_accents(joined)
+    tokens = WORD_RE.findall(joined) if mode == "regex" else joined.split()
+    if not punctuation:
+        tokens = [t for t in tokens if t == SEP or not is_punct(t)]
+    return tokens
+
+
 NGRAM_SEP = " "   # tokens never contain whitespace, so a space joins n-grams unambiguously
 
 

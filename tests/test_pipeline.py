@@ -49,7 +49,7 @@ def test_train_save_load_predict_identically(kind, extra, tmp_path):
     model2, _, _ = checkpoint.load(tmp_path / "run")
     assert np.array_equal(p1, model2.proba(texts))
     assert np.allclose(p1.sum(axis=1), 1.0, atol=1e-5)
-    preds = [top[0][0] for top in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3]))]
+    preds = [top[0][0] for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3])) for top in batch]
     assert preds == ["fruit", "birds", "tools"]
 
 
