@@ -195,7 +195,21 @@ class Featurizer:
 
     def transform_counts(self, texts: Iterable[str]):
         """Unweighted X for any number of texts, featurized a chunk at a time."""
-        parts = [self.counts(chunk) for chunk in _chunks(texts)]
+        return self._stack([self.counts(chunk) for chunk in _chunks(texts)])
+
+    def transform_split(self, texts: Iterable[str], mask):
+        """Unweighted (X[~mask], X[mask]) for texts streamed once: rows are routed chunk by chunk."""
+        parts, held = [], []
+        start = 0
+        for chunk in _chunks(texts):
+            X = self.counts(chunk)
+            m = np.asarray(mask[start:start + len(chunk)], dtype=bool)
+            start += len(chunk)
+            parts.append(X[~m])
+            held.append(X[m])
+        return self._stack(parts), self._stack(held)
+
+    def _stack(self, parts: list):
         if self.spec.kind == "embed_concat":
             return np.concatenate(parts) if parts else np.zeros((0, self.spec.max_tokens), np.int32)
         return stack_csr(parts, self.n_features)

@@ -44,6 +44,18 @@ def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
     return np.fromiter((label_set.index[l] for l in labels), dtype=np.int64, count=len(labels))
 
 
+def _texts_noting_labels(path, labels: list):
+    """The texts of a labelled file, streamed, appending each label to ``labels`` on the way."""
+    for _, label, text in data.iter_labelled(path):
+        labels.append(label)
+        yield text
+
+
+def _require_examples(labels: list, path) -> None:
+    if not labels:
+        raise DataError(f"{path}: no examples (expected lines of 'label<TAB>text')")
+
+
 def prepare_output(out_dir: Path, overwrite: bool) -> None:
     """Create the output folder; refuse a non-empty one unless overwrite; check it is writable."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -87,29 +99,38 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     prepare_output(out, overwrite)
 
     rng = np.random.default_rng(cfg.seed)
-    labels, texts = data.read_labelled(train_path)
+    t0 = time.perf_counter()
+    featurizer = Featurizer(cfg.features)
     if dev_path is not None:
+        # two streamed passes over train (vocabulary, then counts); the texts are never held whole
+        labels: list = []
+        featurizer.fit_vocab(_texts_noting_labels(train_path, labels))
+        _require_examples(labels, train_path)
+        X = featurizer.transform_counts(text for _, _, text in data.iter_labelled(train_path))
         dev_labels, dev_texts = data.read_labelled(dev_path)
+        X_dev = featurizer.transform_counts(dev_texts)
+        del dev_texts
     else:
-        is_dev = data.stratified_split(labels, cfg.data.dev_fraction, cfg.seed)
-        dev_labels = [l for l, d in zip(labels, is_dev) if d]
-        dev_texts = [t for t, d in zip(texts, is_dev) if d]
-        labels = [l for l, d in zip(labels, is_dev) if not d]
-        texts = [t for t, d in zip(texts, is_dev) if not d]
+        all_labels = data.read_labels(train_path)
+        _require_examples(all_labels, train_path)
+        is_dev = data.stratified_split(all_labels, cfg.data.dev_fraction, cfg.seed)
+        labels = [l for l, d in zip(all_labels, is_dev) if not d]
+        dev_labels = [l for l, d in zip(all_labels, is_dev) if d]
         log(f"no dev file: held out {len(dev_labels)} of the training examples "
             f"({cfg.data.dev_fraction:.0%}, stratified, seed {cfg.seed})")
+        featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path), is_dev) if not d)
+        X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path)), is_dev)
+    if cfg.features.kind != "embed_concat":
+        featurizer.fit_weights(X)
+        X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
+    featurize_seconds = time.perf_counter() - t0
+
     label_set = LabelSet(labels)
     if len(label_set) < 2:
         raise DataError(f"{train_path}: only one class ({label_set.labels[0]}); need at least two")
     y = _label_ids(labels, label_set, train_path)
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
-
-    t0 = time.perf_counter()
-    featurizer = Featurizer(cfg.features)
-    X = featurizer.fit_transform(texts)
-    X_dev = featurizer.transform(dev_texts)
-    featurize_seconds = time.perf_counter() - t0
-    del texts, dev_texts
+    del labels, dev_labels
 
     spec = net_spec(cfg, featurizer, len(label_set))
     dtype = np.dtype(cfg.train.dtype)
