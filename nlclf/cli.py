@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -148,6 +149,85 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
         raise typer.Exit(0)
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _out_folder(path: str, overwrite: bool) -> Path:
+    from .pipeline import prepare_output
+    out = Path(path)
+    prepare_output(out, overwrite)
+    return out
+
+
+@app.command()
+def cv(config: str = typer.Argument(..., help="YAML config file (its data.train is split into folds)."),
+       folds: int = typer.Option(10, "--folds", "-k", min=2, help="Number of stratified folds."),
+       seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat with this many seeds (seed, seed+1, ...)."),
+       jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel processes (default: the number of cores)."),
+       out: str = typer.Option("runs/cv", "--out", "-o", help="Folder for cv.json and cv.md."),
+       set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
+       data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to."),
+       scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run folds on a Dask cluster: tcp://HOST:PORT."),
+       overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+       quiet: bool = typer.Option(False, "--quiet", "-q", help="No logs.")):
+    """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std."""
+    from . import config as config_mod
+    from .report import write_json, write_text
+    from .search import cv_markdown, run_cv
+    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    try:
+        cfg = config_mod.load(config, set_)
+        dest = _out_folder(out, overwrite)
+        r = run_cv(cfg, folds, seeds, jobs, data_root, scheduler, log)
+        write_json(dest / "cv.json", r)
+        md = cv_markdown(r)
+        write_text(dest / "cv.md", md)
+    except NlclfError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    print(md, end="")
+
+
+@app.command()
+def tune(config: str = typer.Argument(..., help="YAML config file: the starting point of the search."),
+         space: str = typer.Option(..., "--space", help="YAML search space: dotted key -> list, or {uniform|loguniform|int|logint: [lo, hi]}."),
+         trials: int = typer.Option(20, "--trials", "-n", min=1, help="Random-search trials (ignored for a grid)."),
+         jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel processes (default: the number of cores)."),
+         cv_folds: int = typer.Option(0, "--cv", min=0, help="Score each trial by K-fold cross-validation instead of the dev set."),
+         metric: Optional[str] = typer.Option(None, "--metric", help="accuracy or macro_f1 (default: train.metric)."),
+         halving: bool = typer.Option(False, "--halving", help="Successive halving: weak trials stop early (by epochs)."),
+         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run trials on a Dask cluster: tcp://HOST:PORT."),
+         out: str = typer.Option("runs/tune", "--out", "-o", help="Folder for leaderboard.md/.json and best.yaml."),
+         set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
+         data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to."),
+         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+         quiet: bool = typer.Option(False, "--quiet", "-q", help="No logs.")):
+    """Hyperparameter search (random, or grid when the space is all lists); writes the best config."""
+    from . import config as config_mod
+    from .report import write_json, write_text
+    from .search import load_space, run_tune, tune_markdown
+    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    if metric not in (None, "accuracy", "macro_f1"):
+        _err(f"error: --metric must be accuracy or macro_f1; got {metric}")
+        raise typer.Exit(2)
+    try:
+        cfg = config_mod.load(config, set_)
+        sp = load_space(space)
+        dest = _out_folder(out, overwrite)
+        r = run_tune(cfg, sp, trials, jobs, cv_folds, halving, scheduler, data_root, metric, log)
+        write_json(dest / "leaderboard.json", r)
+        md = tune_markdown(r)
+        write_text(dest / "leaderboard.md", md)
+        if r["best_config"]:
+            write_text(dest / "best.yaml", config_mod.dump(config_mod.from_dict(r["best_config"])))
+    except NlclfError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    print(md, end="")
+    if not r["best_config"]:
+        _err("error: every trial failed (see the leaderboard)")
+        raise typer.Exit(1)
 
 
 def main():

@@ -83,6 +83,50 @@ def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec
                        freeze_embeddings=f.freeze, pad_id=PAD_ID)
 
 
+def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels: list,
+                rng: np.random.Generator, root=None, on_progress=None, log=lambda msg: None):
+    """Build the network for fitted features, initialise it (pretrained rows included) and
+    train it: returns (Classifier with the best dev epoch's weights, train.Result)."""
+    spec = net_spec(cfg, featurizer, len(labels))
+    dtype = np.dtype(cfg.train.dtype)
+    params = mlp.init_params(spec, rng, dtype)
+    if cfg.features.pretrained and cfg.features.kind != "bow":
+        ids, vecs = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root)),
+                                      featurizer.vocab.index, cfg.features.embed_dim)
+        params["E"][ids] = vecs
+        log(f"pretrained vectors cover {len(ids)} of {len(featurizer.vocab) - 2} vocabulary words "
+            f"({len(ids) / max(1, len(featurizer.vocab) - 2):.1%})")
+    decay = {name: cfg.train.weight_decay for name in params if not name.startswith("b") and name != "E"}
+    if "E" in params:
+        decay["E"] = cfg.features.embed_l2
+    lr_mult = {"E": cfg.features.embed_lr} if "E" in params else {}
+
+    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress)
+    return Classifier(featurizer, spec, result.params, list(labels)), result
+
+
+def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
+    """Train on in-memory (labels, texts) pairs: the core of cross-validation and tuning."""
+    label_set = LabelSet(train[0])
+    if len(label_set) < 2:
+        raise DataError(f"only one class in the training data ({label_set.labels[0]})")
+    featurizer = Featurizer(cfg.features)
+    X = featurizer.fit_transform(list(train[1]))
+    X_dev = featurizer.transform(list(dev[1]))
+    y = _label_ids(train[0], label_set, "training data")
+    y_dev = _label_ids(dev[0], label_set, "dev data")
+    rng = np.random.default_rng(cfg.seed)
+    return train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root, on_progress, log)
+
+
+def score(model: Classifier, labels: list, texts: list) -> dict:
+    """metrics.report of a model on labelled texts (labels unseen in training count as errors)."""
+    index = {l: i for i, l in enumerate(model.labels)}
+    y = np.array([index.get(l, -1) for l in labels])
+    pred = model.proba(list(texts)).argmax(1)
+    return metrics.report(y, pred, model.labels)
+
+
 def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
               on_progress=None, log=lambda msg: None) -> dict:
     """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report."""
@@ -132,22 +176,9 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
     del labels, dev_labels
 
-    spec = net_spec(cfg, featurizer, len(label_set))
-    dtype = np.dtype(cfg.train.dtype)
-    params = mlp.init_params(spec, rng, dtype)
-    if cfg.features.pretrained and cfg.features.kind != "bow":
-        ids, vecs = data.read_vectors(data.resolve(cfg.features.pretrained, root),
-                                      featurizer.vocab.index, cfg.features.embed_dim)
-        params["E"][ids] = vecs
-        log(f"pretrained vectors cover {len(ids)} of {len(featurizer.vocab) - 2} vocabulary words "
-            f"({len(ids) / max(1, len(featurizer.vocab) - 2):.1%})")
-    decay = {name: cfg.train.weight_decay for name in params if not name.startswith("b") and name != "E"}
-    if "E" in params:
-        decay["E"] = cfg.features.embed_l2
-    lr_mult = {"E": cfg.features.embed_lr} if "E" in params else {}
-
-    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress)
-    model = Classifier(featurizer, spec, result.params, label_set.labels)
+    model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
+                                on_progress, log)
+    spec = model.spec
 
     final = {"dev": metrics.report(y_dev, predict_logits(model.params, spec, X_dev).argmax(1), label_set.labels)}
     n_test = 0

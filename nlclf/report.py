@@ -58,3 +58,7 @@ def write_train_report(directory, r: dict) -> None:
 
 def write_json(path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def write_text(path, text: str) -> None:
+    atomic_write(path, text.encode())

@@ -75,7 +75,7 @@ def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
 
 
 LAYERS = ["errors", "text", "vocab", "features", "nn", "config", "data", "metrics", "model", "train",
-          "checkpoint", "report", "pipeline", "cli"]
+          "checkpoint", "report", "pipeline", "search", "cli"]
 
 
 def test_imports_go_one_way():
