@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -172,3 +173,72 @@ def load(directory) -> tuple:
     _expect(all(v.dtype.kind == "f" for v in params.values()), arrays_path, "parameters must be floating point")
     model = Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]))
     return model, config, meta
+
+
+# --- training state, for --resume ----------------------------------------------------
+
+STATE_ARRAYS, STATE_META = "state.npz", "state.json"
+
+
+def save_state(directory, state, config: Config, extra: dict | None = None) -> None:
+    """The whole training state (weights, optimiser, generator, position, best so far)."""
+    directory = Path(directory)
+    arrays = {f"param.{k}": v for k, v in state.params.items()}
+    arrays.update({f"best.{k}": v for k, v in state.best_params.items()})
+    arrays.update({f"opt.{k}": v for k, v in state.opt_arrays.items()})
+    if state.order is not None:
+        arrays["order"] = state.order
+    meta = {"format_version": FORMAT_VERSION, "config": to_dict(config),
+            "epoch": state.epoch, "batch": state.batch, "loss_sum": state.loss_sum, "step": state.step,
+            "best_epoch": state.best_epoch,
+            "best_score": state.best_score if math.isfinite(state.best_score) else None,
+            "since_best": state.since_best, "history": state.history, "done": state.done,
+            "opt_t": state.opt_t, "rng_state": state.rng_state,
+            "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
+            "sha256": checksum(arrays)}
+    if extra:
+        meta.update(extra)
+    atomic_write(directory / STATE_ARRAYS, npz_bytes(arrays))
+    atomic_write(directory / STATE_META, json.dumps(meta, sort_keys=True).encode())
+
+
+def load_state(directory):
+    """(State, meta) saved by save_state; checked like a model."""
+    from .train import State
+    directory = Path(directory)
+    meta_path, arrays_path = directory / STATE_META, directory / STATE_ARRAYS
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{meta_path}: no saved training state to resume from") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: damaged training state ({e})") from None
+    _expect(isinstance(meta, dict) and isinstance(meta.get("format_version"), int), meta_path,
+            "damaged training state")
+    _expect(meta["format_version"] <= FORMAT_VERSION, meta_path,
+            f"format version {meta['format_version']} is newer than this nlclf reads; upgrade nlclf")
+    try:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{arrays_path}: missing") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"{arrays_path}: damaged training state ({e})") from None
+    _expect(checksum(arrays) == meta.get("sha256"), arrays_path, "checksum mismatch: damaged training state")
+    try:
+        group = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        best = meta["best_score"]
+        state = State(params=group("param."), opt_arrays=group("opt."), opt_t=int(meta["opt_t"]),
+                      rng_state=meta["rng_state"], epoch=int(meta["epoch"]), batch=int(meta["batch"]),
+                      order=arrays.get("order"), loss_sum=float(meta["loss_sum"]), step=int(meta["step"]),
+                      best_params=group("best."), best_epoch=int(meta["best_epoch"]),
+                      best_score=-math.inf if best is None else float(best),
+                      since_best=int(meta["since_best"]), history=list(meta["history"]), done=bool(meta["done"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: damaged training state ({e})") from None
+    return state, meta
+
+
+def remove_state(directory) -> None:
+    for name in (STATE_ARRAYS, STATE_META):
+        (Path(directory) / name).unlink(missing_ok=True)

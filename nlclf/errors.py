@@ -39,3 +39,9 @@ class TrainingDiverged(NlclfError):
     """The loss or a weight became NaN or infinite."""
 
     exit_code = 6
+
+
+class Interrupted(NlclfError):
+    """Training was stopped by the user (Ctrl-C); its state was saved for --resume."""
+
+    exit_code = 130

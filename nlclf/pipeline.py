@@ -16,8 +16,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import checkpoint, data, metrics, report
-from .config import Config, dump
-from .errors import DataError, OutputError
+from .config import Config, dump, to_dict
+from .errors import CheckpointError, ConfigError, DataError, OutputError
 from .features import Featurizer
 from .model import Classifier
 from .nn import mlp
@@ -84,9 +84,11 @@ def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec
 
 
 def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels: list,
-                rng: np.random.Generator, root=None, on_progress=None, log=lambda msg: None):
+                rng: np.random.Generator, root=None, on_progress=None, log=lambda msg: None,
+                state=None, should_stop=None, on_checkpoint=None):
     """Build the network for fitted features, initialise it (pretrained rows included) and
-    train it: returns (Classifier with the best dev epoch's weights, train.Result)."""
+    train it: returns (Classifier with the best dev epoch's weights, train.Result).
+    With ``state`` (a saved train.State) training continues from it instead."""
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)
     params = mlp.init_params(spec, rng, dtype)
@@ -101,7 +103,12 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
         decay["E"] = cfg.features.embed_l2
     lr_mult = {"E": cfg.features.embed_lr} if "E" in params else {}
 
-    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress)
+    if state is not None:
+        if {k: v.shape for k, v in state.params.items()} != {k: v.shape for k, v in params.items()}:
+            raise CheckpointError("the saved training state does not match the network of this config")
+        params = state.params
+    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress,
+                 state, should_stop, on_checkpoint)
     return Classifier(featurizer, spec, result.params, list(labels)), result
 
 
@@ -127,9 +134,29 @@ def score(model: Classifier, labels: list, texts: list) -> dict:
     return metrics.report(y, pred, model.labels)
 
 
+def _resume_state(cfg: Config, out: Path):
+    """The saved state of an interrupted run in ``out``, checked against ``cfg``."""
+    state, meta = checkpoint.load_state(out)
+    saved, now = meta["config"], to_dict(cfg)
+    if saved != now:
+        diff = [f"{sec}.{k}" if isinstance(now.get(sec), dict) else sec
+                for sec in now for k in (now[sec] if isinstance(now[sec], dict) else [None])
+                if (saved.get(sec, {}).get(k) if isinstance(now[sec], dict) and isinstance(saved.get(sec), dict)
+                    else saved.get(sec)) != (now[sec][k] if isinstance(now[sec], dict) else now[sec])]
+        raise ConfigError(f"{out}: the config differs from the interrupted run's ({', '.join(diff[:5])}); "
+                          f"resume with the same config and --set options")
+    if state.done:
+        raise OutputError(f"{out}: that run already finished; nothing to resume")
+    return state
+
+
 def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
-              on_progress=None, log=lambda msg: None) -> dict:
-    """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report."""
+              on_progress=None, log=lambda msg: None, resume: bool = False, should_stop=None) -> dict:
+    """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report.
+
+    The best model is saved whenever the dev score improves, the training state at the end of
+    every epoch and when ``should_stop()`` turns true (then Interrupted is raised); ``resume``
+    continues the interrupted run saved in the output folder, to the same final bytes."""
     t_start = time.perf_counter()
     root = data_root(root)
     out = Path(out_dir or cfg.output.dir)
@@ -140,7 +167,11 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         if p is not None and not p.is_file():
             raise DataError(f"{p}: file not found (paths in the config are relative to the data "
                             f"root {root}; set --data-root or NLCLF_DATA_ROOT)")
-    prepare_output(out, overwrite)
+    state = _resume_state(cfg, out) if resume else None
+    if state is None:
+        prepare_output(out, overwrite)
+    else:
+        log(f"resuming from epoch {state.epoch}, batch {state.batch}")
 
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
@@ -176,8 +207,17 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
     del labels, dev_labels
 
+    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
+
+    def on_checkpoint(st, why):
+        if why == "best":
+            checkpoint.save(out, Classifier(featurizer, spec_box[0], st.best_params, label_set.labels), cfg)
+        if not st.done:
+            checkpoint.save_state(out, st, cfg)
+
+    spec_box = [net_spec(cfg, featurizer, len(label_set))]
     model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
-                                on_progress, log)
+                                on_progress, log, state, should_stop, on_checkpoint)
     spec = model.spec
 
     final = {"dev": metrics.report(y_dev, predict_logits(model.params, spec, X_dev).argmax(1), label_set.labels)}
@@ -190,7 +230,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         n_test = len(y_test)
 
     checkpoint.save(out, model, cfg)
-    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
+    checkpoint.remove_state(out)
     r = {
         "data": {"train": int(len(y)), "dev": int(len(y_dev)), "test": n_test,
                  "train_file": str(train_path), "dev_file": str(dev_path) if dev_path else None,

@@ -74,8 +74,9 @@ def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
         pipeline.run_train(cfg, tmp_path, tmp_path / "run")
 
 
-LAYERS = ["errors", "text", "vocab", "features", "nn", "config", "data", "metrics", "model", "train",
-          "checkpoint", "report", "pipeline", "search", "cli"]
+LAYERS = ["errors", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
+          "significance", "model", "explain", "train",
+          "checkpoint", "report", "plots", "pipeline", "search", "cli"]
 
 
 def test_imports_go_one_way():

@@ -34,12 +34,74 @@ class Rows:
         return out
 
 
-def compact_columns(X):
-    """Renumber the columns X (N, V) uses as 0..U-1: returns (u (U,), Xc (N, U) CSR)."""
-    u, inv = np.unique(X.indices, return_inverse=True)
-    Xc = sp.csr_matrix((X.data, inv.astype(np.int32, copy=False), X.indptr),
-                       shape=(X.shape[0], len(u)))
-    return u, Xc
+try:                                     # SciPy's compiled CSR kernels, called without the
+    from scipy.sparse import _sparsetools  # per-call overhead of building sparse-matrix objects
+except ImportError:                      # pragma: no cover - fall back to the public API
+    _sparsetools = None
+
+
+def csr_matmul(indptr, indices, data, n_cols: int, M):
+    """A (R, n_cols) CSR matrix given by its arrays, times dense M (n_cols, H) -> (R, H)."""
+    n_rows = len(indptr) - 1
+    data = data.astype(M.dtype, copy=False)
+    M = np.ascontiguousarray(M)
+    if _sparsetools is None:
+        return np.asarray(sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols)) @ M)
+    out = np.zeros((n_rows, M.shape[1]), dtype=M.dtype)
+    _sparsetools.csr_matvecs(n_rows, n_cols, M.shape[1], indptr, indices, data, M.ravel(), out.ravel())
+    return out
+
+
+class SparseBatch:
+    """A CSR batch X (N, V) prepared for the row-sparse first layer.
+
+    u (U,): the sorted columns X uses. Xcᵀ (U, N): X restricted to those columns, transposed,
+    as CSR arrays (t_indptr, t_indices) whose values are ``data[perm]``. All of it depends on
+    the batch's structure only, so it is built once (off the training thread), and dropout
+    or a row mean can change ``data`` without rebuilding it.
+    """
+
+    __slots__ = ("indptr", "indices", "data", "shape", "u", "t_indptr", "t_indices", "perm")
+
+    @classmethod
+    def of(cls, X, prepare: bool = True) -> "SparseBatch":
+        """Wrap CSR X; ``prepare`` also builds u and Xcᵀ (needed by backward only)."""
+        b = cls()
+        itype = np.int32 if X.nnz < 2**31 else np.int64
+        b.indptr = X.indptr.astype(itype, copy=False)
+        b.indices = X.indices.astype(itype, copy=False)
+        b.data, b.shape = X.data, X.shape
+        b.u = b.perm = b.t_indices = b.t_indptr = None
+        return b.prepare() if prepare else b
+
+    def prepare(self) -> "SparseBatch":
+        if self.u is None:
+            itype = self.indptr.dtype
+            self.u, inv = np.unique(self.indices, return_inverse=True)        # (U,), (nnz,)
+            self.perm = np.argsort(inv, kind="stable")                          # column-major order
+            self.t_indices = self.row_ids().astype(itype)[self.perm]
+            self.t_indptr = np.zeros(len(self.u) + 1, dtype=itype)
+            np.cumsum(np.bincount(inv, minlength=len(self.u)), out=self.t_indptr[1:])
+        return self
+
+    def with_data(self, data) -> "SparseBatch":
+        b = SparseBatch()
+        for name in self.__slots__:
+            setattr(b, name, getattr(self, name))
+        b.data = data
+        return b
+
+    @property
+    def nnz(self) -> int:
+        return len(self.data)
+
+    def row_ids(self):
+        """The row of each stored entry (nnz,)."""
+        return np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+
+
+def as_batch(X) -> SparseBatch:
+    return X if isinstance(X, SparseBatch) else SparseBatch.of(X, prepare=False)
 
 
 # --- dense: y = x W + b ---------------------------------------------------------
@@ -62,20 +124,20 @@ def dense_backward(W, b, x, dy, need_dx=True):
 
 # --- sparse input: y = X W + b, X a CSR batch ----------------------------------
 
-def sparse_forward(W, b, X):
-    """X (N, V) CSR, W (V, H), b (H,) or None -> y (N, H); reads only X's rows of W."""
-    y = X @ W                                               # (N, H)
+def sparse_forward(W, b, X: SparseBatch):
+    """X (N, V) sparse, W (V, H), b (H,) or None -> y (N, H); reads only X's rows of W."""
+    y = csr_matmul(X.indptr, X.indices, X.data, X.shape[1], W)          # (N, H)
     if b is not None:
         y += b
-    return np.asarray(y), X
+    return y, X
 
 
-def sparse_backward(W, b, X, dy):
+def sparse_backward(W, b, X: SparseBatch, dy):
     """dW as Rows over the columns X uses: (U, H) = Xcᵀ dy; db (H,) like b."""
-    u, Xc = compact_columns(X)
-    dW = Rows(u, np.asarray(Xc.T @ dy))                     # (U, H)
+    X.prepare()
+    value = csr_matmul(X.t_indptr, X.t_indices, X.data[X.perm], X.shape[0], dy)   # (U, H)
     db = dy.sum(axis=0) if b is not None else None
-    return dW, db
+    return Rows(X.u, value), db
 
 
 # --- embedding concatenation: f = [E j1; E j2; ...; E jT] ---------------------
@@ -109,23 +171,22 @@ def dropout_mask(shape, p, rng, dtype):
     return (rng.random(shape, dtype=np.float32) >= p).astype(dtype) / dtype.type(1 - p)
 
 
-def drop_entries(X, p, rng, scale=True):
-    """Zero each stored entry of CSR X with probability p (input or word dropout).
+def drop_entries(X: SparseBatch, p, rng, scale=True):
+    """X's values with each stored entry zeroed with probability p (input or word dropout).
 
-    With ``scale`` the survivors are multiplied by 1/(1-p). Returns a new CSR matrix.
+    With ``scale`` the survivors are multiplied by 1/(1-p). The structure is kept (dropped
+    entries stay as explicit zeros), so the batch's prepared transpose stays valid.
     """
     keep = rng.random(X.nnz, dtype=np.float32) >= p
     data = X.data * keep
     if scale:
         data /= data.dtype.type(1 - p)
-    out = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
-    out.eliminate_zeros()
-    return out
+    return data
 
 
-def row_mean(X):
-    """Divide each row of CSR X by its sum (empty rows stay empty): a bag of counts -> a mean."""
-    sums = np.asarray(X.sum(axis=1), dtype=X.dtype).ravel()   # (N,)
+def row_mean(X: SparseBatch, data=None):
+    """X's values divided by their row's sum (empty rows stay empty): a bag of counts -> a mean."""
+    data = X.data if data is None else data
+    sums = np.bincount(X.row_ids(), weights=data, minlength=X.shape[0])  # (N,)
     sums[sums == 0] = 1
-    data = X.data / np.repeat(sums, np.diff(X.indptr))
-    return sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+    return data / np.repeat(sums, np.diff(X.indptr)).astype(data.dtype)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import activations
-from .layers import (Rows, dense_backward, dense_forward, drop_entries, dropout_mask,
+from .layers import (Rows, as_batch, dense_backward, dense_forward, drop_entries, dropout_mask,
                      embed_concat_backward, embed_concat_forward, row_mean,
                      sparse_backward, sparse_forward)
 from .losses import softmax
@@ -131,11 +131,13 @@ def forward(params: dict, spec: NetSpec, X, train: bool = False,
     layers = plan(spec)
     x = X
     if spec.input_kind != "embed_concat":
+        x = as_batch(x)
+        data = x.data
         if train and spec.input_dropout > 0:
-            x = drop_entries(x, spec.input_dropout, rng, scale=spec.input_kind == "bow")
+            data = drop_entries(x, spec.input_dropout, rng, scale=spec.input_kind == "bow")
         if spec.input_kind == "embed_mean":
-            x = row_mean(x)
-        x = x.astype(params[layers[0].W].dtype, copy=False)
+            data = row_mean(x, data)
+        x = x.with_data(data.astype(params[layers[0].W].dtype, copy=False))
     caches = []
     for i, layer in enumerate(layers):
         W, b = params[layer.W], params.get(layer.b) if layer.b else None
