@@ -210,7 +210,9 @@ def load_state(directory):
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: no saved training state to resume from") from None
+        done = (directory / META).is_file()
+        raise CheckpointError(f"{directory}: " + ("that run finished; there is nothing to resume" if done
+                                                 else "no saved training state to resume from")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{meta_path}: damaged training state ({e})") from None
     _expect(isinstance(meta, dict) and isinstance(meta.get("format_version"), int), meta_path,

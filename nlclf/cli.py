@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -14,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import NlclfError
+from .errors import ConfigError, Interrupted, NlclfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and apply text classifiers (a NumPy MLP with hand-derived gradients).")
@@ -70,20 +71,52 @@ def main_options(version: bool = typer.Option(False, "--version", callback=_vers
     pass
 
 
+class _StopOnCtrlC:
+    """The first Ctrl-C asks training to stop after the current batch (it then saves its state
+    for --resume and exits 130); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _err("\nnlclf: stopping after this batch and saving the training state (Ctrl-C again to abort)")
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
 @app.command()
 def train(config: str = typer.Argument(..., help="YAML config file."),
           out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: output.dir)."),
           set_: List[str] = typer.Option([], "--set", help="Override a config key: --set train.lr=0.05 (repeatable)."),
           data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to (default: $NLCLF_DATA_ROOT, else data/)."),
+          resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run saved in this output folder."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")):
     """Train a classifier: writes the checkpoint, the effective config and reports into the output folder."""
     from . import config as config_mod
-    from .pipeline import run_train
     log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
     try:
         cfg = config_mod.load(config, set_)
-        r = run_train(cfg, data_root, out, overwrite, _Progress(quiet), log)
+        if resume and out and Path(out) != Path(resume):
+            raise ConfigError(f"--out {out} and --resume {resume} name different folders")
+        from .pipeline import run_train
+        with _StopOnCtrlC() as stop:
+            r = run_train(cfg, data_root, resume or out, overwrite, _Progress(quiet), log,
+                          resume=bool(resume), should_stop=stop)
+    except Interrupted as e:
+        _err(f"nlclf: {e}; the state is saved: continue with --resume {resume or out or cfg.output.dir}")
+        raise typer.Exit(e.exit_code)
     except NlclfError as e:
         _fail(e)
     except KeyboardInterrupt:

@@ -56,13 +56,22 @@ def _require_examples(labels: list, path) -> None:
         raise DataError(f"{path}: no examples (expected lines of 'label<TAB>text')")
 
 
+OUTPUT_FILES = ("model.npz", "model.json", "state.npz", "state.json", "config.yaml", "report.json",
+                "report.md", "learning_curves.png", "confusion_matrix.png", "cv.json", "cv.md",
+                "leaderboard.json", "leaderboard.md", "best.yaml")
+
+
 def prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Create the output folder; refuse a non-empty one unless overwrite; check it is writable."""
+    """Create the output folder; refuse a non-empty one unless overwrite (which removes the files
+    nlclf writes there, and nothing else); check it is writable."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise OutputError(f"{out_dir}: output folder exists and is not empty; "
-                          f"use --overwrite to replace it, or choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{out_dir}: output folder exists and is not empty; "
+                              f"use --overwrite to replace it, or choose another --out")
+        for name in OUTPUT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
