@@ -130,21 +130,130 @@ def train(config: str = typer.Argument(..., help="YAML config file."),
     print(", ".join(parts))
 
 
+FAIL_UNDER_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
+
+
+def _fail_under(spec: str):
+    name, sep, value = spec.partition("=")
+    try:
+        threshold = float(value)
+    except ValueError:
+        sep = ""
+    if not sep or name not in FAIL_UNDER_METRICS:
+        _err(f"error: --fail-under takes METRIC=VALUE with METRIC one of {', '.join(FAIL_UNDER_METRICS)}; got {spec}")
+        raise typer.Exit(2)
+    return name, threshold
+
+
+def _metric_value(m: dict, name: str) -> float:
+    if name in ("accuracy", "macro_f1"):
+        return m[name]
+    return m[f"{name.split('_')[0]}_avg"]["f1"]
+
+
 @app.command("eval")
 def eval_(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
           data: str = typer.Argument(..., help="Labelled file (label<TAB>text)."),
-          report: Optional[str] = typer.Option(None, "--report", help="Also write the metrics as JSON to this file.")):
-    """Evaluate a model: accuracy, macro-F1, per-class table and confusion matrix."""
+          report: Optional[str] = typer.Option(None, "--report", help="Also write the metrics as JSON to this file."),
+          errors: int = typer.Option(0, "--errors", min=0, help="Show the K misclassified texts with the highest probability."),
+          fail_under: List[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 1 when the metric is below VALUE (accuracy, macro_f1, micro_f1, weighted_f1; repeatable)."),
+          plots: Optional[str] = typer.Option(None, "--plots", help="Folder for a reliability diagram and a confusion-matrix heat map (needs the plot extra)."),
+          bins: int = typer.Option(15, "--bins", min=2, help="Bins of the calibration error.")):
+    """Evaluate a model: accuracy, macro-F1, per-class table, confusion matrix, calibration error."""
     from .pipeline import run_eval
     from .report import metrics_table, write_json
+    gates = [_fail_under(f) for f in fail_under]
     try:
-        m = run_eval(model, data)
+        m = run_eval(model, data, errors, bins, plots)
         if report:
             write_json(report, m)
     except NlclfError as e:
         _fail(e)
-    print(f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  (n = {m['n']})\n")
+    print(f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  expected calibration error "
+          f"{m['ece']:.4f}  (n = {m['n']})\n")
     print(metrics_table(m))
+    if errors:
+        print(f"\nMost confident mistakes ({len(m['errors'])}):\n")
+        print("| line | true | predicted | probability | text |\n|---:|---|---|---:|---|")
+        for e in m["errors"]:
+            print(f"| {e['line']} | {e['label']} | {e['predicted']} | {e['proba']:.3f} | {e['text'].replace('|', '/')} |")
+    if plots and not m["pictures"]:
+        _err("nlclf: no pictures: install the plotting extra (pip install 'nlclf[plot]')")
+    failed = [(n, t, _metric_value(m, n)) for n, t in gates if _metric_value(m, n) < t]
+    for n, t, v in failed:
+        _err(f"error: {n} {v:.4f} is below --fail-under {t}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def compare(model_a: str = typer.Argument(..., help="First model folder (A)."),
+            model_b: str = typer.Argument(..., help="Second model folder (B)."),
+            data: str = typer.Argument(..., help="Labelled file both are evaluated on."),
+            resamples: int = typer.Option(10000, "--resamples", min=100, help="Paired bootstrap resamples."),
+            seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+            report: Optional[str] = typer.Option(None, "--report", help="Also write the comparison as JSON.")):
+    """Two models side by side on the same examples, with McNemar's test and a paired bootstrap."""
+    from .pipeline import run_compare
+    from .report import write_json
+    try:
+        r = run_compare(model_a, model_b, data, resamples, seed)
+        if report:
+            write_json(report, r)
+    except NlclfError as e:
+        _fail(e)
+    a, b, mc, bs = r["a"], r["b"], r["mcnemar"], r["bootstrap"]
+    print("| metric | A | B | B − A |\n|---|---:|---:|---:|")
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        print(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {b[key] - a[key]:+.4f} |")
+    print(f"\nA: {model_a}\nB: {model_b}\nn = {mc['n']} examples; A right and B wrong: {mc['b']}, "
+          f"A wrong and B right: {mc['c']}")
+    print(f"McNemar: exact p = {mc['p_exact']:.4g} (chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})")
+    print(f"paired bootstrap ({bs['resamples']} resamples): accuracy difference B − A = {bs['difference']:+.4f}, "
+          f"95% interval [{bs['ci_low']:+.4f}, {bs['ci_high']:+.4f}], P(B ≤ A) = {bs['p_value']:.4g}")
+    verdict = "a real difference" if mc["p_exact"] < 0.05 else "not distinguishable from noise"
+    print(f"at the 5% level: {verdict}")
+
+
+@app.command()
+def inspect(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
+            data: Optional[str] = typer.Option(None, "--data", help="Text file (one text a line) for the unknown-word rate."),
+            word: List[str] = typer.Option([], "--word", "-w", help="Show the nearest neighbours of this word in the embedding table (repeatable)."),
+            top: int = typer.Option(10, "--top", min=1, help="How many features, unknown words and neighbours to list."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")):
+    """What a model is: shape, parameters, vocabulary, the features most tied to each label,
+    the unknown-word rate on a file, nearest neighbours in the embedding table."""
+    from .pipeline import run_inspect
+    try:
+        r = run_inspect(model, data, word, top)
+    except NlclfError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(r, ensure_ascii=False, indent=2))
+        return
+    print(f"{r['model']}: {r['kind']} features, hidden {r['hidden']} ({r['activation']}), "
+          f"{len(r['labels'])} labels, {r['n_parameters']:,} parameters")
+    print("parameters: " + ", ".join(f"{k} {tuple(v)}" for k, v in r["parameters"].items()))
+    print(f"vocabulary: {r['vocab_size']:,} entries, {r['n_features']:,} input features, temperature {r['temperature']:.3g}")
+    if "unknown_rate" in r:
+        print(f"unknown words in {data}: {r['unknown_rate']:.2%} of {r['tokens']:,} tokens; most frequent: " +
+              ", ".join(f"{w} ({n})" for w, n in r["frequent_unknown"]))
+    print("\nfeatures most associated with each label (P(label | that feature alone)):")
+    for label, feats in r["top_features"].items():
+        print(f"  {label}: " + ", ".join(f"{f} {p:.2f}" for f, p in feats))
+    for w, nn in r.get("neighbours", {}).items():
+        print(f"\nnearest neighbours of '{w}': " + ("not in the vocabulary" if nn is None else
+                                                   ", ".join(f"{t} {c:.3f}" for t, c in nn)))
+
+
+def _explanation(e: dict, fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps({"label": e["label"], "proba": round(e["proba"], 6),
+                           "toward": [[f, round(v, 6)] for f, v in e["toward"]],
+                           "against": [[f, round(v, 6)] for f, v in e["against"]]}, ensure_ascii=False)
+    sep = "\t" if fmt == "tsv" else " "
+    fmt_list = lambda xs: ", ".join(f"{f} {v:+.3f}" for f, v in xs)
+    return sep.join([e["label"], f"{e['proba']:.4f}", fmt_list(e["toward"]) or "-", fmt_list(e["against"]) or "-"])
 
 
 @app.command()
@@ -153,7 +262,8 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
             proba: bool = typer.Option(False, "--proba", help="Add the probability of each label."),
             top_k: int = typer.Option(1, "--top-k", min=1, help="Print the K most probable labels."),
             fmt: str = typer.Option("text", "--format", help="text, tsv or jsonl."),
-            batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Texts per batch.")):
+            batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Texts per batch."),
+            explain: int = typer.Option(0, "--explain", min=0, help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input); tsv or jsonl.")):
     """Label each input line: one result a line on stdout, in input order, streamed."""
     from .pipeline import run_predict
     if fmt not in ("text", "tsv", "jsonl"):
@@ -162,8 +272,10 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
     out = sys.stdout
     sep = " " if fmt == "text" else "\t"
     try:
-        for batch in run_predict(model, files or ["-"], top_k, batch_size):
-            if fmt == "jsonl":
+        for batch in run_predict(model, files or ["-"], top_k, batch_size, explain_k=explain):
+            if explain:
+                lines = [_explanation(e, fmt) for e in batch]
+            elif fmt == "jsonl":
                 lines = [json.dumps({"label": top[0][0], "proba": round(top[0][1], 6),
                                      **({"top": [{"label": l, "proba": round(p, 6)} for l, p in top]}
                                         if top_k > 1 else {})}, ensure_ascii=False) for top in batch]

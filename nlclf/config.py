@@ -30,7 +30,25 @@ class DataConfig:
     dev: str = ""                       # empty: split dev_fraction off train (stratified, seeded)
     test: str = ""
     dev_fraction: float = 0.1
-    format: str = "tsv"
+    format: str = "auto"                # auto | tsv | csv | jsonl | fasttext | folder; auto: from the path
+    text_field: str = "text"            # CSV column / JSON Lines key of the text
+    label_field: str = "label"          # CSV column / JSON Lines key of the label
+    encoding: str = "utf-8"             # any ASCII-compatible codec (latin-1, cp1252, utf-8-sig, ...)
+    encoding_errors: str = "strict"     # strict: an undecodable byte is an error; replace: U+FFFD
+    on_bad_line: str = "error"          # error: stop; skip: drop, log a count; warn: also log each
+    multi_label: bool = False           # fastText lines with several labels: true keeps the first
+                                        # (nlclf is single-label; multi-label training is not supported yet)
+
+    @staticmethod
+    def ascii_codec(name: str) -> bool:
+        """Whether ``name`` is a text codec that reads ASCII bytes as ASCII (lines split on b'\\n')."""
+        import codecs
+        probe = "\t\n\r ,\"{}:_azAZ09"
+        try:
+            info = codecs.lookup(name)
+            return getattr(info, "_is_text_encoding", True) and probe.encode("ascii").decode(name) == probe
+        except (LookupError, UnicodeError, TypeError, ValueError):
+            return False
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class TrainConfig:
     patience: int = 3                   # epochs without a better dev score before stopping (0: never)
     metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
     dtype: str = "float32"
+    calibrate: bool = False             # fit a softmax temperature on the dev set after training
+    checkpoint_seconds: float = 30.0    # save the training state at an epoch's end when this long since the last save (0: every epoch)
 
 
 @dataclass(frozen=True)
@@ -101,7 +121,13 @@ def _range(lo=None, hi=None, lo_open=False, hi_open=False):
 RULES = {
     "seed": _range(0),
     "data.dev_fraction": _range(0, 1, True, True),
-    "data.format": _choice(("tsv",)),
+    "data.format": _choice(("auto", "tsv", "csv", "jsonl", "fasttext", "folder")),
+    "data.text_field": (lambda v: bool(v.strip()), "a non-empty column or field name"),
+    "data.label_field": (lambda v: bool(v.strip()), "a non-empty column or field name"),
+    "data.encoding": (DataConfig.ascii_codec, "a text encoding Python knows that keeps ASCII as it is "
+                      "(utf-8, utf-8-sig, latin-1, cp1252, ...; not utf-16 or utf-32)"),
+    "data.encoding_errors": _choice(("strict", "replace")),
+    "data.on_bad_line": _choice(("error", "skip", "warn")),
     "features.kind": _choice(KINDS),
     "features.tokenizer": _choice(TOKENIZERS),
     "features.max_chars": _range(0),
@@ -136,6 +162,7 @@ RULES = {
     "train.patience": _range(0),
     "train.metric": _choice(("accuracy", "macro_f1")),
     "train.dtype": _choice(("float32", "float64")),
+    "train.checkpoint_seconds": _range(0),
 }
 
 
@@ -254,6 +281,8 @@ def _build(raw: dict, problems: _Problems) -> Config:
 def _cross_checks(cfg: Config, problems: _Problems) -> None:
     if not cfg.data.train:
         problems.add("data.train", "is required: the training file, relative to the data root")
+    if cfg.data.text_field.strip() == cfg.data.label_field.strip():
+        problems.add("data.label_field", "must differ from data.text_field", cfg.data.label_field)
     if cfg.features.kind == "embed_concat" and cfg.features.ngrams > 1:
         problems.add("features.ngrams", "must be 1 with kind embed_concat (n-grams are for the bag kinds)",
                      cfg.features.ngrams)

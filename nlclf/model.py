@@ -19,6 +19,10 @@ class Classifier:
     temperature: float = 1.0
 
     def proba(self, texts: list) -> np.ndarray:
-        """o (N, C) for raw texts."""
+        """o (N, C) for raw texts (with the model's softmax temperature)."""
         X = self.featurizer.transform(texts)
         return mlp.predict_proba(self.params, self.spec, X, self.temperature)
+
+    def logits(self, texts: list) -> np.ndarray:
+        """z (N, C) for raw texts, before any temperature."""
+        return mlp.forward(self.params, self.spec, self.featurizer.transform(texts))[0]

@@ -15,13 +15,17 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import checkpoint, data, metrics, report
+import scipy.sparse as sp
+
+from . import calibration, checkpoint, data, explain, metrics, plots, report, significance
 from .config import Config, dump, to_dict
 from .errors import CheckpointError, ConfigError, DataError, OutputError
 from .features import Featurizer
 from .model import Classifier
 from .nn import mlp
 from .train import fit, predict_logits
+from .nn.losses import log_softmax, softmax
+from .text import SEP
 from .vocab import PAD_ID, LabelSet
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -218,25 +222,46 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
 
     checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
 
+    saved = {"time": time.perf_counter(), "best_epoch": 0}
+
     def on_checkpoint(st, why):
-        if why == "best":
+        """At an epoch's end (at most every checkpoint_seconds) and on interruption: the best
+        model so far, if it changed, then the state to resume from."""
+        now = time.perf_counter()
+        if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
+            return
+        if st.best_epoch != saved["best_epoch"]:
             checkpoint.save(out, Classifier(featurizer, spec_box[0], st.best_params, label_set.labels), cfg)
-        if not st.done:
-            checkpoint.save_state(out, st, cfg)
+            saved["best_epoch"] = st.best_epoch
+        checkpoint.save_state(out, st, cfg)
+        saved["time"] = now
 
     spec_box = [net_spec(cfg, featurizer, len(label_set))]
     model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
                                 on_progress, log, state, should_stop, on_checkpoint)
     spec = model.spec
 
-    final = {"dev": metrics.report(y_dev, predict_logits(model.params, spec, X_dev).argmax(1), label_set.labels)}
+    z_dev = predict_logits(model.params, spec, X_dev)
+    final = {"dev": metrics.report(y_dev, z_dev.argmax(1), label_set.labels)}
+    splits = {"dev": (z_dev, y_dev)}
     n_test = 0
     if test_path is not None:
         test_labels, test_texts = data.read_labelled(test_path)
         y_test = _label_ids(test_labels, label_set, test_path)
-        probs = model.proba(test_texts)
-        final["test"] = metrics.report(y_test, probs.argmax(1), label_set.labels)
+        z_test = model.logits(test_texts)
+        del test_texts
+        final["test"] = metrics.report(y_test, z_test.argmax(1), label_set.labels)
+        splits["test"] = (z_test, y_test)
         n_test = len(y_test)
+    calib = None
+    if cfg.train.calibrate:
+        model.temperature = calibration.fit_temperature(z_dev, y_dev)
+        calib = {"temperature": model.temperature}
+        for name, (z, yy) in splits.items():
+            calib[f"{name}_ece_before"] = calibration.ece(softmax(z), yy)
+            calib[f"{name}_ece_after"] = calibration.ece(softmax(z / z.dtype.type(model.temperature)), yy)
+        log(f"calibration: temperature {model.temperature:.3f}, dev ECE {calib['dev_ece_before']:.4f} -> "
+            f"{calib['dev_ece_after']:.4f}")
 
     checkpoint.save(out, model, cfg)
     checkpoint.remove_state(out)
@@ -253,19 +278,79 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         "history": result.history, "final": final,
         "featurize_seconds": featurize_seconds, "train_seconds": result.train_seconds,
         "steps": result.steps, "total_seconds": time.perf_counter() - t_start,
-        "out_dir": str(out),
+        "out_dir": str(out), "calibration": calib,
     }
+    r["pictures"] = _pictures(out, r, log)
     report.write_train_report(out, r)
     return r
 
 
-def run_eval(model_dir, data_path) -> dict:
-    """Metrics of a saved model on a labelled file."""
+def _pictures(out: Path, r: dict, log) -> list:
+    """Learning curves and the confusion matrix as PNG, when matplotlib is installed."""
+    if not plots.available():
+        log("no pictures: install the plotting extra (pip install 'nlclf[plot]') for learning curves "
+            "and a confusion-matrix heat map")
+        return []
+    m = r["final"].get("test") or r["final"]["dev"]
+    return [plots.learning_curves(r["history"], out / "learning_curves.png").name,
+            plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name]
+
+
+def _read_eval(model: Classifier, data_path):
+    rows = list(data.iter_labelled(data_path))
+    if not rows:
+        raise DataError(f"{data_path}: no examples (expected lines of 'label<TAB>text')")
+    y = _label_ids([r[1] for r in rows], LabelSet(model.labels), data_path)
+    return rows, y
+
+
+def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None) -> dict:
+    """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins) and,
+    with ``errors``, the most confident mistakes."""
     model, _, _ = checkpoint.load(model_dir)
-    labels, texts = data.read_labelled(data_path)
-    y = _label_ids(labels, LabelSet(model.labels), data_path)
-    probs = model.proba(texts)
-    return metrics.report(y, probs.argmax(1), model.labels)
+    rows, y = _read_eval(model, data_path)
+    probs = model.proba([r[2] for r in rows])
+    pred = probs.argmax(1)
+    m = metrics.report(y, pred, model.labels)
+    m["ece"] = calibration.ece(probs, y, bins)
+    m["reliability"] = calibration.reliability(probs, y, bins)
+    if errors:
+        wrong = np.flatnonzero(pred != y)
+        wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:errors]
+        m["errors"] = [{"line": rows[i][0], "label": rows[i][1], "predicted": model.labels[pred[i]],
+                        "proba": float(probs[i, pred[i]]), "text": rows[i][2]} for i in wrong.tolist()]
+    if plot_dir is not None:
+        m["pictures"] = []
+        if plots.available():
+            d = Path(plot_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            m["pictures"] = [str(plots.reliability_diagram(m["reliability"], d / "reliability.png")),
+                             str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], d / "confusion_matrix.png"))]
+    return m
+
+
+def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int = 0) -> dict:
+    """Both models on the same labelled file, and whether the difference is more than noise:
+    McNemar's test on the examples where they disagree, and a paired bootstrap of the
+    accuracy difference (B minus A)."""
+    out = {}
+    preds = []
+    labels = None
+    for key, path in (("a", model_a), ("b", model_b)):
+        model, _, _ = checkpoint.load(path)
+        rows = list(data.iter_labelled(data_path))
+        if not rows:
+            raise DataError(f"{data_path}: no examples")
+        labels = np.array([r[1] for r in rows], dtype=object)
+        p = np.array(model.labels, dtype=object)[model.proba([r[2] for r in rows]).argmax(1)]
+        preds.append(p)
+        known = LabelSet(model.labels)
+        y = np.array([known.index.get(l, -1) for l in labels])
+        out[key] = dict(metrics.report(y, np.array([known.index[x] for x in p]), model.labels),
+                        model=str(path))
+    out["mcnemar"] = significance.mcnemar(labels, preds[0], preds[1])
+    out["bootstrap"] = significance.paired_bootstrap(labels, preds[0], preds[1], resamples, seed)
+    return out
 
 
 def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
@@ -309,16 +394,108 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
 
 
 def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
-                texts: Iterable[str] | None = None) -> Iterator[list]:
+                texts: Iterable[str] | None = None, explain_k: int = 0) -> Iterator[list]:
     """Batches of results for the input lines of ``paths`` ('-' is stdin), or for ``texts``, in
-    order: each result is the top_k (label, probability) pairs of one line. A batch is whatever
-    input has arrived (at most batch_size lines), so interactive input is answered at once."""
+    order: each result is the top_k (label, probability) pairs of one line, or with
+    ``explain_k`` an explanation dict (see explain.explain). A batch is whatever input has
+    arrived (at most batch_size lines), so interactive input is answered at once."""
     model, _, _ = checkpoint.load(model_dir)
     lines = data.iter_texts(paths) if texts is None else texts
     k = max(1, min(top_k, len(model.labels)))
     labels = model.labels
     for batch in _batches(lines, batch_size):
+        if explain_k:
+            yield explain.explain(model, batch, explain_k)
+            continue
         probs = model.proba(batch)                                     # (N, C)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
         p = np.take_along_axis(probs, top, axis=1).tolist()
         yield [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+
+
+def _single_feature_inputs(model: Classifier, ids):
+    """X with one row per feature id: a bag holding only that feature (weighted like training),
+    or a text of that one token (embed_concat)."""
+    n = len(ids)
+    if model.spec.input_kind == "embed_concat":
+        X = np.full((n, model.spec.max_tokens), model.spec.pad_id, dtype=np.int32)
+        X[:, 0] = ids
+        return X
+    X = sp.csr_matrix((np.ones(n, np.float32), np.asarray(ids, np.int32), np.arange(n + 1)),
+                      shape=(n, model.featurizer.n_features))
+    return model.featurizer.weigh(X)
+
+
+def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int = 10, chunk: int = 4096) -> dict:
+    """What a model is: shape, parameters, vocabulary; the features most associated with each
+    label (log-probability of the label given a text of that feature alone); with a data file,
+    the unknown-word rate and the most frequent unknown words; nearest neighbours of ``words``
+    in the embedding table (embedding kinds)."""
+    model, cfg, meta = checkpoint.load(model_dir)
+    spec, fz = model.spec, model.featurizer
+    vocab = fz.vocab.tokens
+    r = {"model": str(model_dir), "kind": spec.input_kind, "hidden": list(spec.hidden),
+         "activation": spec.activation, "labels": model.labels, "temperature": model.temperature,
+         "vocab_size": len(vocab), "n_features": fz.n_features,
+         "parameters": {k: list(v.shape) for k, v in model.params.items()},
+         "n_parameters": mlp.n_params(model.params)}
+    ids = np.arange(2, len(vocab))
+    C = len(model.labels)
+    best = [np.zeros(0)] * C
+    best_ids = [np.zeros(0, np.int64)] * C
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        logp = log_softmax(mlp.forward(model.params, spec, _single_feature_inputs(model, part))[0])
+        for c in range(C):                       # keep a running top-k per label
+            s = np.concatenate([best[c], logp[:, c]])
+            i = np.concatenate([best_ids[c], part])
+            keep = np.argsort(-s, kind="stable")[:top]
+            best[c], best_ids[c] = s[keep], i[keep]
+    r["top_features"] = {model.labels[c]: [(vocab[i], float(np.exp(s))) for i, s in zip(best_ids[c].tolist(),
+                                                                                       best[c].tolist())]
+                         for c in range(C)}
+    if data_path is not None:
+        texts = data.iter_texts([str(data_path)])
+        unknown: dict = {}
+        n_tokens = n_unk = 0
+        index = fz.vocab.index
+        for batch in _chunks_of(texts, 4096):
+            for t in fz._tokens(batch):
+                if t == SEP:
+                    continue
+                n_tokens += 1
+                if t not in index:
+                    n_unk += 1
+                    unknown[t] = unknown.get(t, 0) + 1
+        r["unknown_rate"] = n_unk / n_tokens if n_tokens else 0.0
+        r["tokens"] = n_tokens
+        r["frequent_unknown"] = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    if words:
+        if "E" not in model.params:
+            raise DataError("nearest neighbours need an embedding model (features.kind embed_mean or embed_concat)")
+        E = model.params["E"].astype(np.float64)
+        norms = np.linalg.norm(E, axis=1)
+        norms[norms == 0] = 1.0
+        r["neighbours"] = {}
+        for w in words:
+            w = w.lower() if cfg.features.lowercase else w
+            if w not in fz.vocab.index:
+                r["neighbours"][w] = None
+                continue
+            j = fz.vocab.index[w]
+            cos = E @ E[j] / (norms * norms[j])
+            cos[[0, 1, j]] = -np.inf
+            nn_ids = np.argsort(-cos, kind="stable")[:top]
+            r["neighbours"][w] = [(vocab[i], float(cos[i])) for i in nn_ids.tolist()]
+    return r
+
+
+def _chunks_of(items, size):
+    batch = []
+    for x in items:
+        batch.append(x)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

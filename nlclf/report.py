@@ -42,6 +42,13 @@ def train_markdown(r: dict) -> str:
     for h in r["history"]:
         out.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_loss']:.4f} | {h['dev_accuracy']:.4f} "
                    f"| {h['dev_macro_f1']:.4f} | {h['lr']:.3g} | {h['seconds']:.2f} |")
+    cal = r.get("calibration")
+    if cal:
+        out += ["", f"Calibration: softmax temperature {cal['temperature']:.3f} fitted on dev; expected calibration "
+                    f"error on dev {cal['dev_ece_before']:.4f} → {cal['dev_ece_after']:.4f}"
+                + (f", on test {cal['test_ece_before']:.4f} → {cal['test_ece_after']:.4f}" if "test_ece_before" in cal else "")]
+    for pic in r.get("pictures", []):
+        out += ["", f"![{pic}]({pic})"]
     for split in ("dev", "test"):
         m = r["final"].get(split)
         if m:

@@ -20,7 +20,7 @@ CONFIG = """seed: 5
 data: {train: train.tsv, dev: dev.tsv}
 features: {kind: bow}
 model: {hidden: [32], dropout: 0.3}
-train: {optimizer: adam, lr: 0.003, batch_size: 2, epochs: 40, patience: 0}
+train: {optimizer: adam, lr: 0.003, batch_size: 2, epochs: 40, patience: 0, checkpoint_seconds: 0}
 """
 
 
