@@ -1,9 +1,13 @@
 """The only code that reads or writes model files.
 
-A model folder holds ``model.npz`` (the arrays, read with ``allow_pickle=False``) and
-``model.json`` (format version, config, vocabulary, labels, network shape, and a
-SHA-256 of the arrays). Both are written atomically and byte-for-byte
-deterministically, so the same config and seed give the same files.
+A model folder holds ``model.json`` (format version, config, vocabulary, labels, network
+shape, a SHA-256 of the arrays, and the name of the arrays file) and that arrays file,
+``model.<first 16 hex digits of the SHA-256>.npz``, read with ``allow_pickle=False``.
+Each file is written atomically (temporary file, fsync, rename): the arrays first, then
+the JSON that names them, then stale arrays files are removed, so a crash at any moment
+leaves a consistent pair, old or new. Both are byte-for-byte deterministic: the same
+config and seed give the same files. The training state (``state.json`` and its arrays)
+is written the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -28,8 +33,27 @@ from .nn.mlp import NetSpec, param_shapes
 from .vocab import Vocabulary
 
 FORMAT_VERSION = 1
-ARRAYS, META = "model.npz", "model.json"
+META = "model.json"
+_ARRAYS_NAME = re.compile(r"^(model|state)\.[0-9a-f]{16}\.npz$")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> None:
+    """``stem.<sha>.npz`` then ``stem.json`` naming it, then remove older ``stem.*.npz``."""
+    name = f"{stem}.{meta['sha256'][:16]}.npz"
+    meta = dict(meta, arrays_file=name)
+    atomic_write(directory / name, npz_bytes(arrays))
+    atomic_write(directory / f"{stem}.json", (json.dumps(meta, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    for old in directory.glob(f"{stem}.*.npz"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+
+
+def _arrays_path(directory: Path, meta: dict, meta_path: Path) -> Path:
+    name = meta.get("arrays_file")
+    _expect(isinstance(name, str) and _ARRAYS_NAME.match(name) is not None, meta_path,
+            f"damaged metadata (arrays_file must name a file like model.<hex>.npz; got {name!r})")
+    return directory / name
 
 
 def atomic_write(path, data: bytes) -> None:
@@ -104,8 +128,7 @@ def save(directory, model: Classifier, config: Config, extra: dict | None = None
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"refusing to write a checkpoint: {name} has non-finite values")
-    atomic_write(directory / ARRAYS, npz_bytes(arrays))
-    atomic_write(directory / META, (json.dumps(meta, ensure_ascii=False, sort_keys=True) + "\n").encode())
+    _write_pair(directory, "model", arrays, meta)
 
 
 def _expect(cond, path, what):
@@ -116,7 +139,7 @@ def _expect(cond, path, what):
 def load(directory) -> tuple:
     """(Classifier, Config, meta) from a model folder, verified; never unpickles."""
     directory = Path(directory)
-    meta_path, arrays_path = directory / META, directory / ARRAYS
+    meta_path = directory / META
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model folder")
     try:
@@ -137,6 +160,7 @@ def load(directory) -> tuple:
         _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
     _expect(all(isinstance(t, str) for t in meta["vocab"]) and all(isinstance(t, str) for t in meta["labels"]),
             meta_path, "damaged model metadata (vocab and labels must be strings)")
+    arrays_path = _arrays_path(directory, meta, meta_path)
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -177,7 +201,7 @@ def load(directory) -> tuple:
 
 # --- training state, for --resume ----------------------------------------------------
 
-STATE_ARRAYS, STATE_META = "state.npz", "state.json"
+STATE_META = "state.json"
 
 
 def save_state(directory, state, config: Config, extra: dict | None = None) -> None:
@@ -198,15 +222,14 @@ def save_state(directory, state, config: Config, extra: dict | None = None) -> N
             "sha256": checksum(arrays)}
     if extra:
         meta.update(extra)
-    atomic_write(directory / STATE_ARRAYS, npz_bytes(arrays))
-    atomic_write(directory / STATE_META, json.dumps(meta, sort_keys=True).encode())
+    _write_pair(directory, "state", arrays, meta)
 
 
 def load_state(directory):
     """(State, meta) saved by save_state; checked like a model."""
     from .train import State
     directory = Path(directory)
-    meta_path, arrays_path = directory / STATE_META, directory / STATE_ARRAYS
+    meta_path = directory / STATE_META
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -219,6 +242,7 @@ def load_state(directory):
             "damaged training state")
     _expect(meta["format_version"] <= FORMAT_VERSION, meta_path,
             f"format version {meta['format_version']} is newer than this nlclf reads; upgrade nlclf")
+    arrays_path = _arrays_path(directory, meta, meta_path)
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -242,5 +266,14 @@ def load_state(directory):
 
 
 def remove_state(directory) -> None:
-    for name in (STATE_ARRAYS, STATE_META):
-        (Path(directory) / name).unlink(missing_ok=True)
+    directory = Path(directory)
+    (directory / STATE_META).unlink(missing_ok=True)
+    for old in directory.glob("state.*.npz"):
+        old.unlink(missing_ok=True)
+
+
+def model_files(directory) -> list:
+    """The files that make up the model in ``directory``: model.json and its arrays file."""
+    directory = Path(directory)
+    meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    return [directory / META, directory / meta["arrays_file"]]

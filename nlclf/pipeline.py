@@ -48,19 +48,14 @@ def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
     return np.fromiter((label_set.index[l] for l in labels), dtype=np.int64, count=len(labels))
 
 
-def _texts_noting_labels(path, labels: list):
+def _texts_noting_labels(path, labels: list, opts=None, log=None):
     """The texts of a labelled file, streamed, appending each label to ``labels`` on the way."""
-    for _, label, text in data.iter_labelled(path):
+    for _, label, text in data.iter_labelled(path, opts, log):
         labels.append(label)
         yield text
 
 
-def _require_examples(labels: list, path) -> None:
-    if not labels:
-        raise DataError(f"{path}: no examples (expected lines of 'label<TAB>text')")
-
-
-OUTPUT_FILES = ("model.npz", "model.json", "state.npz", "state.json", "config.yaml", "report.json",
+OUTPUT_FILES = ("model.*.npz", "model.json", "state.*.npz", "state.json", "config.yaml", "report.json",
                 "report.md", "learning_curves.png", "confusion_matrix.png", "cv.json", "cv.md",
                 "leaderboard.json", "leaderboard.md", "best.yaml")
 
@@ -74,8 +69,9 @@ def prepare_output(out_dir: Path, overwrite: bool) -> None:
         if not overwrite:
             raise OutputError(f"{out_dir}: output folder exists and is not empty; "
                               f"use --overwrite to replace it, or choose another --out")
-        for name in OUTPUT_FILES:
-            (out_dir / name).unlink(missing_ok=True)
+        for pattern in OUTPUT_FILES:
+            for f in out_dir.glob(pattern):
+                f.unlink(missing_ok=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / f".write-test-{os.getpid()}"
@@ -177,7 +173,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     dev_path = data.resolve(cfg.data.dev, root) if cfg.data.dev else None
     test_path = data.resolve(cfg.data.test, root) if cfg.data.test else None
     for p in (train_path, dev_path, test_path):
-        if p is not None and not p.is_file():
+        if p is not None and not p.exists():
             raise DataError(f"{p}: file not found (paths in the config are relative to the data "
                             f"root {root}; set --data-root or NLCLF_DATA_ROOT)")
     state = _resume_state(cfg, out) if resume else None
@@ -192,22 +188,22 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     if dev_path is not None:
         # two streamed passes over train (vocabulary, then counts); the texts are never held whole
         labels: list = []
-        featurizer.fit_vocab(_texts_noting_labels(train_path, labels))
-        _require_examples(labels, train_path)
-        X = featurizer.transform_counts(text for _, _, text in data.iter_labelled(train_path))
-        dev_labels, dev_texts = data.read_labelled(dev_path)
+        featurizer.fit_vocab(_texts_noting_labels(train_path, labels, cfg.data, log))
+        data.check_trainable(labels, train_path)
+        X = featurizer.transform_counts(text for _, _, text in data.iter_labelled(train_path, cfg.data))
+        dev_labels, dev_texts = data.read_labelled(dev_path, cfg.data, log, known=set(labels))
         X_dev = featurizer.transform_counts(dev_texts)
         del dev_texts
     else:
-        all_labels = data.read_labels(train_path)
-        _require_examples(all_labels, train_path)
+        all_labels = data.read_labels(train_path, cfg.data, log)
+        data.check_trainable(all_labels, train_path)
         is_dev = data.stratified_split(all_labels, cfg.data.dev_fraction, cfg.seed)
         labels = [l for l, d in zip(all_labels, is_dev) if not d]
         dev_labels = [l for l, d in zip(all_labels, is_dev) if d]
         log(f"no dev file: held out {len(dev_labels)} of the training examples "
             f"({cfg.data.dev_fraction:.0%}, stratified, seed {cfg.seed})")
-        featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path), is_dev) if not d)
-        X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path)), is_dev)
+        featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path, cfg.data), is_dev) if not d)
+        X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path, cfg.data)), is_dev)
     if cfg.features.kind != "embed_concat":
         featurizer.fit_weights(X)
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
@@ -246,7 +242,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     splits = {"dev": (z_dev, y_dev)}
     n_test = 0
     if test_path is not None:
-        test_labels, test_texts = data.read_labelled(test_path)
+        test_labels, test_texts = data.read_labelled(test_path, cfg.data, log, known=set(label_set.labels))
         y_test = _label_ids(test_labels, label_set, test_path)
         z_test = model.logits(test_texts)
         del test_texts
@@ -296,8 +292,8 @@ def _pictures(out: Path, r: dict, log) -> list:
             plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name]
 
 
-def _read_eval(model: Classifier, data_path):
-    rows = list(data.iter_labelled(data_path))
+def _read_eval(model: Classifier, data_path, opts=None):
+    rows = list(data.iter_labelled(data_path, opts, known=set(model.labels)))
     if not rows:
         raise DataError(f"{data_path}: no examples (expected lines of 'label<TAB>text')")
     y = _label_ids([r[1] for r in rows], LabelSet(model.labels), data_path)
@@ -307,8 +303,8 @@ def _read_eval(model: Classifier, data_path):
 def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None) -> dict:
     """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins) and,
     with ``errors``, the most confident mistakes."""
-    model, _, _ = checkpoint.load(model_dir)
-    rows, y = _read_eval(model, data_path)
+    model, cfg, _ = checkpoint.load(model_dir)
+    rows, y = _read_eval(model, data_path, cfg.data)
     probs = model.proba([r[2] for r in rows])
     pred = probs.argmax(1)
     m = metrics.report(y, pred, model.labels)
@@ -337,8 +333,8 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
     preds = []
     labels = None
     for key, path in (("a", model_a), ("b", model_b)):
-        model, _, _ = checkpoint.load(path)
-        rows = list(data.iter_labelled(data_path))
+        model, cfg, _ = checkpoint.load(path)
+        rows = list(data.iter_labelled(data_path, cfg.data))
         if not rows:
             raise DataError(f"{data_path}: no examples")
         labels = np.array([r[1] for r in rows], dtype=object)
@@ -399,8 +395,8 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
     order: each result is the top_k (label, probability) pairs of one line, or with
     ``explain_k`` an explanation dict (see explain.explain). A batch is whatever input has
     arrived (at most batch_size lines), so interactive input is answered at once."""
-    model, _, _ = checkpoint.load(model_dir)
-    lines = data.iter_texts(paths) if texts is None else texts
+    model, cfg, _ = checkpoint.load(model_dir)
+    lines = data.iter_texts(paths, cfg.data) if texts is None else texts
     k = max(1, min(top_k, len(model.labels)))
     labels = model.labels
     for batch in _batches(lines, batch_size):
@@ -455,7 +451,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
                                                                                        best[c].tolist())]
                          for c in range(C)}
     if data_path is not None:
-        texts = data.iter_texts([str(data_path)])
+        texts = data.iter_texts([str(data_path)], cfg.data)
         unknown: dict = {}
         n_tokens = n_unk = 0
         index = fz.vocab.index

@@ -126,10 +126,10 @@ def _mean_std(values) -> dict:
 
 def _training_examples(cfg: Config, root) -> tuple:
     path = data.resolve(cfg.data.train, data_root(root))
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: file not found (paths in the config are relative to the data root "
                         f"{data_root(root)}; set --data-root or NLCLF_DATA_ROOT)")
-    return data.read_labelled(path)
+    return data.read_labelled(path, cfg.data)
 
 
 def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=None,
@@ -282,7 +282,7 @@ def _search_examples(cfg: Config, root, cv: int):
     if cv > 1:
         return examples
     if cfg.data.dev:
-        dev = data.read_labelled(data.resolve(cfg.data.dev, data_root(root)))
+        dev = data.read_labelled(data.resolve(cfg.data.dev, data_root(root)), cfg.data)
         return examples, dev
     is_dev = data.stratified_split(examples[0], cfg.data.dev_fraction, cfg.seed)
     return _subset(examples, np.flatnonzero(~is_dev)), _subset(examples, np.flatnonzero(is_dev))

@@ -28,6 +28,8 @@ from typing import Callable, Optional
 import pytest
 import yaml
 
+from nlclf.checkpoint import model_files as checkpoint_files
+
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 6
 TIMEOUT = 120          # seconds: a hung command fails its test instead of hanging the run
@@ -177,9 +179,9 @@ def test_same_config_and_seed_give_byte_identical_model_files(world, tmp_path):
     again = tmp_path / "again"
     r = run_cli("train", world.config, "--out", again, "--data-root", world.data, "--quiet")
     assert_ok(r)
-    for name in ("model.npz", "model.json"):
-        assert (again / name).read_bytes() == (world.model / name).read_bytes(), \
-            f"{name} differs between two runs of the same config and seed"
+    assert [f.name for f in checkpoint_files(again)] == [f.name for f in checkpoint_files(world.model)]
+    for a, b in zip(checkpoint_files(again), checkpoint_files(world.model)):
+        assert a.read_bytes() == b.read_bytes(), f"{a.name} differs between two runs of the same config and seed"
 
 
 # ---------------------------------------------------------------- 3. round trip
@@ -188,8 +190,9 @@ def test_train_writes_model_folder_and_report(world):
     r = world.train_result
     assert r.stderr == "", "train --quiet wrote to stderr" + show(r)
     assert len(r.stdout.splitlines()) == 1, "train should print one summary line" + show(r)
-    for name in ("model.npz", "model.json", "config.yaml", "report.json", "report.md"):
+    for name in ("model.json", "config.yaml", "report.json", "report.md"):
         assert (world.model / name).is_file(), f"{name} missing from the model folder"
+    assert len(list(world.model.glob("model.*.npz"))) == 1 and all(f.is_file() for f in checkpoint_files(world.model))
     assert (world.model / "report.md").read_text(encoding="utf-8").strip()
     saved = yaml.safe_load((world.model / "config.yaml").read_text(encoding="utf-8"))
     assert saved["seed"] == BASE_CONFIG["seed"]
@@ -486,12 +489,13 @@ def case_truncated_json(d, w):
 
 def case_corrupted_npz(d, w):
     def damage(m):
-        raw = bytearray((m / "model.npz").read_bytes())
+        npz = checkpoint_files(m)[1]
+        raw = bytearray(npz.read_bytes())
         mid = len(raw) // 2
         raw[mid:mid + 64] = b"\xff" * 64
-        (m / "model.npz").write_bytes(bytes(raw))
+        npz.write_bytes(bytes(raw))
     m = _damaged(d, w, damage)
-    return Case(["predict", m, w.input_file], 4, [str(m / "model.npz")])
+    return Case(["predict", m, w.input_file], 4, [str(m / "model.")])
 
 
 def case_future_format(d, w):
@@ -553,7 +557,7 @@ def test_bad_input_is_a_clear_error(bad_results, name):
 
 
 def test_train_refuses_a_non_empty_output_folder_unless_overwrite(world, tmp_path):
-    before = {"model.npz": b"old arrays", "notes.txt": b"keep me\n"}
+    before = {"model.0123456789abcdef.npz": b"old arrays", "notes.txt": b"keep me\n"}
     kept, replaced = tmp_path / "kept", tmp_path / "replaced"
     for d in (kept, replaced):
         d.mkdir()
@@ -568,7 +572,8 @@ def test_train_refuses_a_non_empty_output_folder_unless_overwrite(world, tmp_pat
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == before, "a refused run touched the folder"
 
     assert_ok(forced)
-    assert (replaced / "model.npz").read_bytes() != before["model.npz"], "--overwrite kept the old model.npz"
+    assert not (replaced / "model.0123456789abcdef.npz").exists(), "--overwrite kept the old arrays file"
+    assert (replaced / "notes.txt").read_bytes() == before["notes.txt"], "--overwrite removed a file it did not write"
     meta = json.loads((replaced / "model.json").read_text(encoding="utf-8"))
     assert meta["format_version"] == 1 and sorted(meta["labels"]) == LABELS
     for name in ("config.yaml", "report.json", "report.md"):
