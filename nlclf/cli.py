@@ -375,6 +375,35 @@ def tune(config: str = typer.Argument(..., help="YAML config file: the starting 
         raise typer.Exit(1)
 
 
+config_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                         help="Check a config file, or show it with every default filled in.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(config: str = typer.Argument(..., help="YAML config file."),
+                set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable).")):
+    """Print the effective config (file + --set overrides + defaults) as YAML."""
+    from . import config as config_mod
+    try:
+        cfg = config_mod.load(config, set_)
+    except NlclfError as e:
+        _fail(e)
+    print(config_mod.dump(cfg), end="")
+
+
+@config_app.command("check")
+def config_check(config: str = typer.Argument(..., help="YAML config file."),
+                 set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable).")):
+    """Validate a config: every problem is listed, with its line, key, rule and value."""
+    from . import config as config_mod
+    try:
+        config_mod.load(config, set_)
+    except NlclfError as e:
+        _fail(e)
+    print(f"{config}: ok")
+
+
 def main():
     app()
 
