@@ -142,6 +142,7 @@ RULES = {
     "features.embed_lr": _range(0),
     "features.embed_l2": _range(0),
     "features.word_dropout": _range(0, 1, False, True),
+    "features.workers": _range(0, 256),
     "model.hidden": (lambda v: all(1 <= h <= 100000 for h in v), "a list of layer widths, each 1..100000"),
     "model.activation": _choice(ACTIVATIONS),
     "model.leaky_slope": _range(0, 1),

@@ -8,7 +8,10 @@ gives X (N, T) int32 token ids padded with <pad>. Fitted on the training split o
 
 from __future__ import annotations
 
+import collections
 import itertools
+import multiprocessing
+import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ class FeatureSpec:
     embed_lr: float = 1.0             # learning-rate multiplier for E
     embed_l2: float = 0.0             # L2 on the rows of E in the batch
     word_dropout: float = 0.0         # training: drop bag entries (bow) or words (embed_mean)
+    workers: int = 0                  # processes featurizing large inputs (0: one per core; 1: none)
 
 
 def bucket_of(gram: str, n_buckets: int) -> int:
@@ -131,15 +135,20 @@ class Featurizer:
             X = self.weigh(X)
         return X
 
+    def chunk_counts(self, texts: list) -> Counter:
+        """How often each token (and n-gram) occurs in a batch of texts."""
+        tokens = self._tokens(texts)
+        counts = Counter(tokens)
+        if self.n_grams > 1:
+            is_sep = np.fromiter((t == SEP for t in tokens), dtype=bool, count=len(tokens))
+            counts.update(self._grams(tokens, is_sep, self.n_grams)[1])
+        return counts
+
     def fit_vocab(self, texts: Iterable[str]) -> "Featurizer":
         """Count tokens (and n-grams) of the training texts (streamed) and build the vocabulary."""
         counts = Counter()
-        for chunk in _chunks(texts):
-            tokens = self._tokens(chunk)
-            counts.update(tokens)
-            if self.n_grams > 1:
-                is_sep = np.fromiter((t == SEP for t in tokens), dtype=bool, count=len(tokens))
-                counts.update(self._grams(tokens, is_sep, self.n_grams)[1])
+        for c in map_chunks(self, "chunk_counts", texts):
+            counts.update(c)
         counts.pop(SEP, None)
         self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
         self._lookup = None
@@ -195,16 +204,15 @@ class Featurizer:
 
     def transform_counts(self, texts: Iterable[str]):
         """Unweighted X for any number of texts, featurized a chunk at a time."""
-        return self._stack([self.counts(chunk) for chunk in _chunks(texts)])
+        return self._stack(list(map_chunks(self, "counts", texts)))
 
     def transform_split(self, texts: Iterable[str], mask):
         """Unweighted (X[~mask], X[mask]) for texts streamed once: rows are routed chunk by chunk."""
         parts, held = [], []
         start = 0
-        for chunk in _chunks(texts):
-            X = self.counts(chunk)
-            m = np.asarray(mask[start:start + len(chunk)], dtype=bool)
-            start += len(chunk)
+        for X in map_chunks(self, "counts", texts):
+            m = np.asarray(mask[start:start + X.shape[0]], dtype=bool)
+            start += X.shape[0]
             parts.append(X[~m])
             held.append(X[m])
         return self._stack(parts), self._stack(held)
@@ -242,6 +250,45 @@ class Featurizer:
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
+
+
+_WORKER_FEATURIZER = None            # the featurizer a forked worker inherited
+
+
+def _in_worker(method: str, texts: list):
+    return getattr(_WORKER_FEATURIZER, method)(texts)
+
+
+def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
+    """``featurizer.<method>(chunk)`` for each chunk of CHUNK texts, in order.
+
+    With more than one chunk and ``workers`` != 1, the chunks are handed to forked worker
+    processes, at most two per worker in flight, so the input is still streamed: memory
+    holds a few chunks of text, never the whole input. The results are the same either way.
+    """
+    chunks = _chunks(texts)
+    first = next(chunks, None)
+    if first is None:
+        return
+    second = next(chunks, None)
+    workers = featurizer.spec.workers or (os.cpu_count() or 1)
+    if second is None or workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for chunk in (first, second) if second is not None else (first,):
+            yield getattr(featurizer, method)(chunk)
+        for chunk in chunks:
+            yield getattr(featurizer, method)(chunk)
+        return
+    global _WORKER_FEATURIZER
+    _WORKER_FEATURIZER = featurizer
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending = collections.deque()
+        for chunk in itertools.chain((first, second), chunks):
+            pending.append(pool.apply_async(_in_worker, (method, chunk)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+    _WORKER_FEATURIZER = None
 
 
 def stack_csr(parts: list, n_cols: int):
