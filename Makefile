@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= ../shared/data
 
-.PHONY: demo test venv clean bench-accuracy bench-speed
+.PHONY: demo test venv clean
 
 venv: $(STAMP)
 
@@ -25,3 +25,5 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+include bench/Makefile.accuracy
