@@ -9,6 +9,8 @@ gives X (N, T) int32 token ids padded with <pad>. Fitted on the training split o
 from __future__ import annotations
 
 import collections
+import ctypes
+import functools
 import itertools
 import multiprocessing
 import os
@@ -255,6 +257,22 @@ class Featurizer:
 _WORKER_FEATURIZER = None            # the featurizer a forked worker inherited
 
 
+@functools.lru_cache(maxsize=None)
+def _return_freed_memory() -> None:
+    """Fix glibc's mmap threshold at 128 KiB (its starting value).
+
+    By default glibc raises the threshold each time a large block is freed, so after the first
+    chunk the next chunks' arrays come from the heap, and freeing them after they are stacked
+    into X does not give the memory back: peak memory would be twice X. With the threshold
+    fixed, every chunk array is its own mapping and is returned when freed. No-op elsewhere.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)          # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _in_worker(method: str, texts: list):
     return getattr(_WORKER_FEATURIZER, method)(texts)
 
@@ -266,6 +284,7 @@ def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
     processes, at most two per worker in flight, so the input is still streamed: memory
     holds a few chunks of text, never the whole input. The results are the same either way.
     """
+    _return_freed_memory()
     chunks = _chunks(texts)
     first = next(chunks, None)
     if first is None:
