@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -172,6 +173,9 @@ def _type_name(tp) -> str:
             tuple: "a list of integers"}.get(tp, str(tp))
 
 
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def _coerce(tp, value):
     """Check value against a field type; return (ok, value)."""
     if tp is bool:
@@ -179,6 +183,8 @@ def _coerce(tp, value):
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            value = float(value)          # YAML 1.1 reads 1e-3 (no dot) as a string
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if tp is str:

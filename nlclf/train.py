@@ -160,7 +160,9 @@ def one_blas_thread():
 
 
 def fit(*args, **kwargs) -> Result:
-    with one_blas_thread():
+    """See _fit. Overflow is not warned about: a non-finite loss or weight stops training
+    with TrainingDiverged instead."""
+    with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _fit(*args, **kwargs)
 
 

@@ -105,3 +105,15 @@ def test_imports_go_one_way():
                 mod = name.removeprefix("nlclf.").split(".")[0]
                 if mod in LAYERS and name.split(".")[0] != "typer":
                     assert LAYERS.index(mod) <= LAYERS.index(layer), f"{rel} imports {name}"
+
+
+def test_divergence_stops_with_epoch_batch_and_hint_and_writes_no_bad_checkpoint(tmp_path):
+    from nlclf.errors import TrainingDiverged
+    cfg = cfg_for("bow", tmp_path)
+    cfg = config.load_text(config.dump(cfg), "t.yaml", ["train.optimizer=sgd", "train.lr=1e30",
+                                                         "train.checkpoint_seconds=0"])
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch \d+.*lower train.lr.*clip_norm"):
+        pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+    for f in (tmp_path / "run").glob("*.npz"):
+        with np.load(f, allow_pickle=False) as z:
+            assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
