@@ -243,16 +243,13 @@ def _build(raw: dict, problems: _Problems) -> Config:
                          hint=_suggest(key, SECTIONS))
     for name, tp in SECTIONS.items():
         value = raw.get(name, dataclasses.MISSING)
-        if tp is int or tp == "int":
+        if name == "seed":
             if value is dataclasses.MISSING:
                 continue
             ok, value = _coerce(int, value)
-            if not ok:
-                problems.add(name, "must be an integer", value)
-                continue
-            pred, what = RULES.get(name, (None, None))
-            if pred and not pred(value):
-                problems.add(name, f"must be {what}", value)
+            pred, what = RULES["seed"]
+            if not ok or not pred(value):
+                problems.add(name, f"must be {_type_name(int)}, {what}", value)
                 continue
             sections[name] = value
             continue

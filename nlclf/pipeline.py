@@ -148,10 +148,10 @@ def _resume_state(cfg: Config, out: Path):
     state, meta = checkpoint.load_state(out)
     saved, now = meta["config"], to_dict(cfg)
     if saved != now:
-        diff = [f"{sec}.{k}" if isinstance(now.get(sec), dict) else sec
-                for sec in now for k in (now[sec] if isinstance(now[sec], dict) else [None])
-                if (saved.get(sec, {}).get(k) if isinstance(now[sec], dict) and isinstance(saved.get(sec), dict)
-                    else saved.get(sec)) != (now[sec][k] if isinstance(now[sec], dict) else now[sec])]
+        flat = lambda d: {f"{sec}.{k}" if isinstance(v, dict) else sec: (x if isinstance(v, dict) else v)
+                          for sec, v in d.items() for k, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+        a, b = flat(saved), flat(now)
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
         raise ConfigError(f"{out}: the config differs from the interrupted run's ({', '.join(diff[:5])}); "
                           f"resume with the same config and --set options")
     if state.done:
