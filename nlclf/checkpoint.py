@@ -56,6 +56,17 @@ def _arrays_path(directory: Path, meta: dict, meta_path: Path) -> Path:
     return directory / name
 
 
+def _read_arrays(path: Path) -> dict:
+    """The arrays of an .npz file, never unpickling (object arrays are refused)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({e})") from None
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
@@ -161,13 +172,7 @@ def load(directory) -> tuple:
     _expect(all(isinstance(t, str) for t in meta["vocab"]) and all(isinstance(t, str) for t in meta["labels"]),
             meta_path, "damaged model metadata (vocab and labels must be strings)")
     arrays_path = _arrays_path(directory, meta, meta_path)
-    try:
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{arrays_path}: missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise CheckpointError(f"{arrays_path}: damaged or not an nlclf array file ({e})") from None
+    arrays = _read_arrays(arrays_path)
     expected = meta["arrays"]
     _expect(set(arrays) == set(expected), arrays_path,
             f"holds arrays {sorted(arrays)}, the metadata lists {sorted(expected)}")
@@ -243,13 +248,7 @@ def load_state(directory):
     _expect(meta["format_version"] <= FORMAT_VERSION, meta_path,
             f"format version {meta['format_version']} is newer than this nlclf reads; upgrade nlclf")
     arrays_path = _arrays_path(directory, meta, meta_path)
-    try:
-        with np.load(arrays_path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{arrays_path}: missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise CheckpointError(f"{arrays_path}: damaged training state ({e})") from None
+    arrays = _read_arrays(arrays_path)
     _expect(checksum(arrays) == meta.get("sha256"), arrays_path, "checksum mismatch: damaged training state")
     try:
         group = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
