@@ -444,8 +444,9 @@ def _expected(path, opts) -> str:
 
 
 def read_labels(path, opts: DataConfig | None = None, log=None, known=None) -> list:
-    """Only the labels of a labelled input: the first pass over a large training file."""
-    return [label for _, label, _ in iter_labelled(path, opts, log, known)]
+    """Only the labels of a labelled input: the first pass over a large training file.
+    Interned, so a million lines hold a handful of label strings."""
+    return [sys.intern(label) for _, label, _ in iter_labelled(path, opts, log, known)]
 
 
 def check_trainable(labels: list, path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
 def _texts_noting_labels(path, labels: list, opts=None, log=None):
     """The texts of a labelled file, streamed, appending each label to ``labels`` on the way."""
     for _, label, text in data.iter_labelled(path, opts, log):
-        labels.append(label)
+        labels.append(sys.intern(label))
         yield text
 
 
@@ -218,6 +219,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
 
     checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
 
+    spec = net_spec(cfg, featurizer, len(label_set))
     saved = {"time": time.perf_counter(), "best_epoch": 0}
 
     def on_checkpoint(st, why):
@@ -227,15 +229,13 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
             return
         if st.best_epoch != saved["best_epoch"]:
-            checkpoint.save(out, Classifier(featurizer, spec_box[0], st.best_params, label_set.labels), cfg)
+            checkpoint.save(out, Classifier(featurizer, spec, st.best_params, label_set.labels), cfg)
             saved["best_epoch"] = st.best_epoch
         checkpoint.save_state(out, st, cfg)
         saved["time"] = now
 
-    spec_box = [net_spec(cfg, featurizer, len(label_set))]
     model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
                                 on_progress, log, state, should_stop, on_checkpoint)
-    spec = model.spec
 
     z_dev = predict_logits(model.params, spec, X_dev)
     final = {"dev": metrics.report(y_dev, z_dev.argmax(1), label_set.labels)}
