@@ -29,7 +29,8 @@ from .config import Config, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, OutputError
 from .features import Featurizer
 from .model import Classifier
-from .nn.mlp import NetSpec, param_shapes
+from .nn.activations import ACTIVATIONS
+from .nn.mlp import INPUT_KINDS, NetSpec, param_shapes
 from .vocab import Vocabulary
 
 FORMAT_VERSION = 1
@@ -49,6 +50,27 @@ def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> None:
             old.unlink(missing_ok=True)
 
 
+def _check_spec(spec: NetSpec, meta_path) -> None:
+    """Every field of the network description has its type and range."""
+    is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
+    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    checks = [
+        (spec.input_kind in INPUT_KINDS, "input_kind"),
+        (spec.activation in ACTIVATIONS, "activation"),
+        (all(is_int(h) and h > 0 for h in spec.hidden), "hidden"),
+        (is_int(spec.n_inputs) and spec.n_inputs >= 2 and is_int(spec.n_classes) and spec.n_classes >= 2,
+         "n_inputs/n_classes"),
+        (is_int(spec.embed_dim) and spec.embed_dim >= 0 and is_int(spec.max_tokens) and spec.max_tokens >= 0,
+         "embed_dim/max_tokens"),
+        (all(is_num(v) and 0 <= v < 1 for v in (spec.dropout, spec.input_dropout)), "dropout"),
+        (is_num(spec.leaky_slope), "leaky_slope"),
+        (all(isinstance(v, bool) for v in (spec.hidden_bias, spec.output_bias, spec.freeze_embeddings)), "biases"),
+        (is_int(spec.pad_id) and 0 <= spec.pad_id < spec.n_inputs if is_int(spec.n_inputs) else False, "pad_id"),
+    ]
+    bad = [name for ok, name in checks if not ok]
+    _expect(not bad, meta_path, f"damaged model metadata (invalid network field(s): {', '.join(bad)})")
+
+
 def _arrays_path(directory: Path, meta: dict, meta_path: Path) -> Path:
     name = meta.get("arrays_file")
     _expect(isinstance(name, str) and _ARRAYS_NAME.match(name) is not None, meta_path,
@@ -63,8 +85,9 @@ def _read_arrays(path: Path) -> dict:
             return {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({e})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError,
+            NotImplementedError, MemoryError, OverflowError) as e:
+        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
 
 
 def atomic_write(path, data: bytes) -> None:
@@ -184,12 +207,15 @@ def load(directory) -> tuple:
     _expect(checksum(arrays) == meta["sha256"], arrays_path,
             "checksum mismatch: the arrays do not match the metadata (damaged or altered)")
     try:
-        config = from_dict(meta["config"], str(meta_path))
+        config = from_dict(meta["config"], "config")
         net = dict(meta["net"])
         net["hidden"] = tuple(net.get("hidden", ()))
         spec = NetSpec(**net)
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{meta_path}: damaged model metadata ({e})") from None
+    _check_spec(spec, meta_path)
+    _expect(math.isfinite(meta["temperature"]) and meta["temperature"] > 0, meta_path,
+            f"damaged model metadata (temperature must be a positive number; got {meta['temperature']})")
     vocab = Vocabulary(meta["vocab"]) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
     _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
     params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}

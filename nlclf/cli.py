@@ -350,7 +350,7 @@ def tune(config: str = typer.Argument(..., help="YAML config file: the starting 
     """Hyperparameter search (random, or grid when the space is all lists); writes the best config."""
     from . import config as config_mod
     from .report import write_json, write_text
-    from .search import load_space, run_tune, tune_markdown
+    from .search import load_space, run_tune, tune_markdown, validate_space
     log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
     if metric not in (None, "accuracy", "macro_f1"):
         _err(f"error: --metric must be accuracy or macro_f1; got {metric}")
@@ -358,6 +358,7 @@ def tune(config: str = typer.Argument(..., help="YAML config file: the starting 
     try:
         cfg = config_mod.load(config, set_)
         sp = load_space(space)
+        validate_space(cfg, sp, space)
         dest = _out_folder(out, overwrite)
         r = run_tune(cfg, sp, trials, jobs, cv_folds, halving, scheduler, data_root, metric, log)
         write_json(dest / "leaderboard.json", r)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import dataclass, field, fields
@@ -108,7 +109,7 @@ def _choice(options):
 
 def _range(lo=None, hi=None, lo_open=False, hi_open=False):
     def ok(v):
-        return ((lo is None or (v > lo if lo_open else v >= lo))
+        return (math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo))
                 and (hi is None or (v < hi if hi_open else v <= hi)))
     parts = []
     if lo is not None:
@@ -302,7 +303,9 @@ def parse_override(text: str):
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text}: the value is not valid YAML ({e.problem})") from None
+        raise ConfigError(f"--set {text}: the value is not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
     return key.strip(), value
 
 
@@ -324,7 +327,9 @@ def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -341,7 +346,9 @@ def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
     if not problems.items:
         _cross_checks(cfg, problems)
     if problems.items:
-        items = [m.replace(f"{source}: ", "--set ", 1) if m.split(": ")[1] in override_keys else m
+        def from_override(key: str) -> bool:
+            return any(o == key or o.startswith(key + ".") for o in override_keys)
+        items = [m.replace(f"{source}: ", "--set ", 1) if from_override(m.split(": ")[1]) else m
                  for m in problems.items]
         raise ConfigError("\n".join(items))
     return cfg

@@ -275,6 +275,9 @@ def _jsonl(path, name, opts, bad, known, labelled):
             except json.JSONDecodeError as e:
                 bad(lineno, f"not valid JSON: {e.msg} (column {e.colno})")
                 continue
+            except RecursionError:
+                bad(lineno, "JSON nested too deeply")
+                continue
             if not isinstance(obj, dict):
                 bad(lineno, f"expected a JSON object, found {_json_kind(obj)}")
                 continue

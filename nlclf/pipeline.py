@@ -217,8 +217,6 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
     del labels, dev_labels
 
-    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
-
     spec = net_spec(cfg, featurizer, len(label_set))
     saved = {"time": time.perf_counter(), "best_epoch": 0}
 
@@ -229,6 +227,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
             return
         if st.best_epoch != saved["best_epoch"]:
+            checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
             checkpoint.save(out, Classifier(featurizer, spec, st.best_params, label_set.labels), cfg)
             saved["best_epoch"] = st.best_epoch
         checkpoint.save_state(out, st, cfg)
@@ -259,6 +258,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         log(f"calibration: temperature {model.temperature:.3f}, dev ECE {calib['dev_ece_before']:.4f} -> "
             f"{calib['dev_ece_after']:.4f}")
 
+    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
     checkpoint.save(out, model, cfg)
     checkpoint.remove_state(out)
     r = {

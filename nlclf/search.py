@@ -220,6 +220,21 @@ def load_space(path) -> dict:
     return space
 
 
+def validate_space(cfg: Config, space: dict, source: str = "search space") -> None:
+    """Every key of the space must be a config key, and its choices or bounds valid values."""
+    probes = []
+    for key, (kind, args) in space.items():
+        values = args if kind == "choice" else [args[0], args[1]]
+        if kind in ("int", "logint"):
+            values = [int(v) for v in values]
+        probes.extend({key: v} for v in values)
+    for probe in probes:
+        try:
+            trial_config(cfg, probe, cfg.seed)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("--set ", f"{source}: ")) from None
+
+
 def sample(space: dict, rng: np.random.Generator) -> dict:
     out = {}
     for key, (kind, args) in space.items():
