@@ -27,3 +27,4 @@ clean:
 	rm -rf $(VENV) runs .pytest_cache
 
 include bench/Makefile.accuracy
+include bench/Makefile.speed
