@@ -350,17 +350,23 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
 
 
 def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
-    """Group lines into batches without waiting: a reader thread fills a queue, and each batch
-    takes whatever has arrived (at least one line, at most max_batch). Interactive input is
+    """Group lines into batches without waiting: a reader thread collects lines and hands its
+    batch over as soon as the consumer is idle (or the batch is full). Interactive input is
     answered line by line; a file is read in full batches."""
-    q: queue.Queue = queue.Queue(maxsize=4 * max_batch)
+    q: queue.Queue = queue.Queue(maxsize=4)
     done = object()
     error: list = []
 
     def reader():
+        batch = []
         try:
             for line in lines:
-                q.put(line)
+                batch.append(line)
+                if len(batch) >= max_batch or q.empty():
+                    q.put(batch)
+                    batch = []
+            if batch:
+                q.put(batch)
         except BaseException as e:     # handed over to the consuming thread
             error.append(e)
         finally:
@@ -371,20 +377,7 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
         item = q.get()
         if item is done:
             break
-        batch = [item]
-        finished = False
-        while len(batch) < max_batch:
-            try:
-                item = q.get_nowait()
-            except queue.Empty:
-                break
-            if item is done:
-                finished = True
-                break
-            batch.append(item)
-        yield batch
-        if finished:
-            break
+        yield item
     if error:
         raise error[0]
 
