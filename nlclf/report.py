@@ -15,7 +15,7 @@ def metrics_table(m: dict) -> str:
     for lab in labels:
         c = m["per_class"][lab]
         lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-    for avg in ("macro", "weighted"):
+    for avg in ("micro", "macro", "weighted"):
         a = m[f"{avg}_avg"]
         lines.append(f"| *{avg} avg* | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {m['n']} |")
     lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
