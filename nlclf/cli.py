@@ -22,6 +22,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 EXIT_INTERRUPTED = 130
 
+# Options several commands share, declared once.
+SET = typer.Option([], "--set", help="Override a config key: --set train.lr=0.05 (repeatable).")
+DATA_ROOT = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to (default: $NLCLF_DATA_ROOT, else data/).")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output folder.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")
+
+
+def _logger(quiet: bool):
+    return (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+
+
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -98,14 +109,14 @@ class _StopOnCtrlC:
 @app.command()
 def train(config: str = typer.Argument(..., help="YAML config file."),
           out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: output.dir)."),
-          set_: List[str] = typer.Option([], "--set", help="Override a config key: --set train.lr=0.05 (repeatable)."),
-          data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to (default: $NLCLF_DATA_ROOT, else data/)."),
+          set_: List[str] = SET,
+          data_root: Optional[str] = DATA_ROOT,
           resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run saved in this output folder."),
-          overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")):
+          overwrite: bool = OVERWRITE,
+          quiet: bool = QUIET):
     """Train a classifier: writes the checkpoint, the effective config and reports into the output folder."""
     from . import config as config_mod
-    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    log = _logger(quiet)
     try:
         cfg = config_mod.load(config, set_)
         if resume and out and Path(out) != Path(resume):
@@ -309,16 +320,16 @@ def cv(config: str = typer.Argument(..., help="YAML config file (its data.train 
        seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat with this many seeds (seed, seed+1, ...)."),
        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Parallel processes (default: the number of cores)."),
        out: str = typer.Option("runs/cv", "--out", "-o", help="Folder for cv.json and cv.md."),
-       set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
-       data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to."),
+       set_: List[str] = SET,
+       data_root: Optional[str] = DATA_ROOT,
        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run folds on a Dask cluster: tcp://HOST:PORT."),
-       overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-       quiet: bool = typer.Option(False, "--quiet", "-q", help="No logs.")):
+       overwrite: bool = OVERWRITE,
+       quiet: bool = QUIET):
     """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std."""
     from . import config as config_mod
     from .report import write_json, write_text
     from .search import cv_markdown, run_cv
-    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    log = _logger(quiet)
     try:
         cfg = config_mod.load(config, set_)
         dest = _out_folder(out, overwrite)
@@ -343,15 +354,15 @@ def tune(config: str = typer.Argument(..., help="YAML config file: the starting 
          halving: bool = typer.Option(False, "--halving", help="Successive halving: weak trials stop early (by epochs)."),
          scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run trials on a Dask cluster: tcp://HOST:PORT."),
          out: str = typer.Option("runs/tune", "--out", "-o", help="Folder for leaderboard.md/.json and best.yaml."),
-         set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable)."),
-         data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to."),
-         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="No logs.")):
+         set_: List[str] = SET,
+         data_root: Optional[str] = DATA_ROOT,
+         overwrite: bool = OVERWRITE,
+         quiet: bool = QUIET):
     """Hyperparameter search (random, or grid when the space is all lists); writes the best config."""
     from . import config as config_mod
     from .report import write_json, write_text
     from .search import load_space, run_tune, tune_markdown, validate_space
-    log = (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+    log = _logger(quiet)
     if metric not in (None, "accuracy", "macro_f1"):
         _err(f"error: --metric must be accuracy or macro_f1; got {metric}")
         raise typer.Exit(2)
@@ -383,7 +394,7 @@ app.add_typer(config_app, name="config")
 
 @config_app.command("show")
 def config_show(config: str = typer.Argument(..., help="YAML config file."),
-                set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable).")):
+                set_: List[str] = SET):
     """Print the effective config (file + --set overrides + defaults) as YAML."""
     from . import config as config_mod
     try:
@@ -395,7 +406,7 @@ def config_show(config: str = typer.Argument(..., help="YAML config file."),
 
 @config_app.command("check")
 def config_check(config: str = typer.Argument(..., help="YAML config file."),
-                 set_: List[str] = typer.Option([], "--set", help="Override a config key (repeatable).")):
+                 set_: List[str] = SET):
     """Validate a config: every problem is listed, with its line, key, rule and value."""
     from . import config as config_mod
     try:
