@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import functools
 import itertools
 import multiprocessing
 import os
@@ -257,18 +256,18 @@ class Featurizer:
 _WORKER_FEATURIZER = None            # the featurizer a forked worker inherited
 
 
-@functools.lru_cache(maxsize=None)
-def _return_freed_memory() -> None:
-    """Fix glibc's mmap threshold at 128 KiB (its starting value).
+def _mmap_threshold(nbytes: int) -> None:
+    """Set glibc's mmap threshold (a no-op elsewhere).
 
-    By default glibc raises the threshold each time a large block is freed, so after the first
-    chunk the next chunks' arrays come from the heap, and freeing them after they are stacked
-    into X does not give the memory back: peak memory would be twice X. With the threshold
-    fixed, every chunk array is its own mapping and is returned when freed. No-op elsewhere.
+    While chunks are featurized it is held at 128 KiB, glibc's starting value: by default glibc
+    raises it each time a large block is freed, so later chunks' arrays would come from the heap
+    and freeing them after they are stacked into X would not give the memory back (peak memory
+    twice X). Afterwards it is set to 32 MiB, glibc's own upper bound, so that the training
+    loop's per-batch temporaries are reused from the heap instead of being mapped and zeroed
+    by the kernel at every step.
     """
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)          # M_MMAP_THRESHOLD
+        ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)          # M_MMAP_THRESHOLD
     except (OSError, AttributeError):
         pass
 
@@ -284,7 +283,14 @@ def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
     processes, at most two per worker in flight, so the input is still streamed: memory
     holds a few chunks of text, never the whole input. The results are the same either way.
     """
-    _return_freed_memory()
+    _mmap_threshold(128 * 1024)
+    try:
+        yield from _map_chunks(featurizer, method, texts)
+    finally:
+        _mmap_threshold(32 * 1024 * 1024)
+
+
+def _map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
     chunks = _chunks(texts)
     first = next(chunks, None)
     if first is None:
