@@ -93,21 +93,22 @@ def _diverged(loss: float, params: dict, epoch: int, batch: int):
                                f"Try a lower train.lr, or set train.clip_norm (e.g. 5.0)")
 
 
-def _cut(X, idx, sparse: bool):
-    """One batch: rows idx of X, prepared for the first layer."""
+def _cut(X, order, b: int, bs: int, sparse: bool):
+    """Batch b: (its row indices, sorted; those rows of X, prepared for the first layer)."""
+    idx = np.sort(order[b * bs:(b + 1) * bs])
     Xb = X[idx]
-    return SparseBatch.of(Xb) if sparse else Xb
+    return idx, (SparseBatch.of(Xb) if sparse else Xb)
 
 
 def batches(X, order, bs: int, start: int, sparse: bool):
-    """The epoch's batches from number ``start`` on, cut by a helper thread PREFETCH ahead.
+    """The epoch's (indices, batch) pairs from number ``start`` on, cut by a helper thread PREFETCH ahead.
 
     Rows within a batch are sorted (faster CSR slicing; the batch mean does not care).
     """
     n_batches = math.ceil(len(order) / bs)
     if n_batches - start <= 2 or not PREFETCH:
         for b in range(start, n_batches):
-            yield _cut(X, np.sort(order[b * bs:(b + 1) * bs]), sparse)
+            yield _cut(X, order, b, bs, sparse)
         return
     q: queue.Queue = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
@@ -116,7 +117,7 @@ def batches(X, order, bs: int, start: int, sparse: bool):
     def work():
         try:
             for b in range(start, n_batches):
-                item = _cut(X, np.sort(order[b * bs:(b + 1) * bs]), sparse)
+                item = _cut(X, order, b, bs, sparse)
                 while not stop.is_set():
                     try:
                         q.put(item, timeout=0.1)
@@ -209,8 +210,8 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
             state.loss_sum = 0.0
         report("epoch_start", {"epoch": epoch, "batches": n_batches, "done": state.batch})
         t0 = time.perf_counter()
-        for b, Xb in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
-            yb = y[np.sort(state.order[b * bs:(b + 1) * bs])]
+        for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
+            yb = y[idx]
             z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
             loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
             grads = mlp.backward(params, spec, caches, dz)
