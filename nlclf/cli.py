@@ -274,7 +274,8 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
             top_k: int = typer.Option(1, "--top-k", min=1, help="Print the K most probable labels."),
             fmt: str = typer.Option("text", "--format", help="text, tsv or jsonl."),
             batch_size: int = typer.Option(1024, "--batch-size", min=1, help="Texts per batch."),
-            explain: int = typer.Option(0, "--explain", min=0, help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input); tsv or jsonl.")):
+            explain: int = typer.Option(0, "--explain", min=0, help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input); tsv or jsonl."),
+            workers: int = typer.Option(0, "--workers", min=0, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it.")):
     """Label each input line: one result a line on stdout, in input order, streamed."""
     from .pipeline import run_predict
     if fmt not in ("text", "tsv", "jsonl"):
@@ -283,7 +284,7 @@ def predict(model: str = typer.Argument(..., help="Model folder written by nlclf
     out = sys.stdout
     sep = " " if fmt == "text" else "\t"
     try:
-        for batch in run_predict(model, files or ["-"], top_k, batch_size, explain_k=explain):
+        for batch in run_predict(model, files or ["-"], top_k, batch_size, explain_k=explain, workers=workers):
             if explain:
                 lines = [_explanation(e, fmt) for e in batch]
             elif fmt == "jsonl":

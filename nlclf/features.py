@@ -8,11 +8,9 @@ gives X (N, T) int32 token ids padded with <pad>. Fitted on the training split o
 
 from __future__ import annotations
 
-import collections
 import ctypes
+import functools
 import itertools
-import multiprocessing
-import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from . import parallel
 from .text import NGRAM_SEP, SEP, TOKENIZERS, make_tokenizer, tokenize_many
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
@@ -253,9 +252,6 @@ class Featurizer:
         return X
 
 
-_WORKER_FEATURIZER = None            # the featurizer a forked worker inherited
-
-
 def _mmap_threshold(nbytes: int) -> None:
     """Set glibc's mmap and trim thresholds (a no-op elsewhere).
 
@@ -269,16 +265,21 @@ def _mmap_threshold(nbytes: int) -> None:
     default, and a heap top trimmed after every batch is faulted in again by the next (100,000
     page faults a second on the 1M-document benchmark).
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
+    libc = _libc()
+    if libc is not None:
         libc.mallopt(-3, nbytes)                              # M_MMAP_THRESHOLD
         libc.mallopt(-1, 2 * nbytes)                          # M_TRIM_THRESHOLD
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """glibc, when this process uses it (None elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt                                          # noqa: B018 - glibc only
+        return libc
     except (OSError, AttributeError):
-        pass
-
-
-def _in_worker(method: str, texts: list):
-    return getattr(_WORKER_FEATURIZER, method)(texts)
+        return None
 
 
 def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
@@ -290,35 +291,10 @@ def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
     """
     _mmap_threshold(128 * 1024)
     try:
-        yield from _map_chunks(featurizer, method, texts)
+        yield from parallel.ordered_map(getattr(featurizer, method), _chunks(texts),
+                                        featurizer.spec.workers, min_items=2)
     finally:
         _mmap_threshold(32 * 1024 * 1024)
-
-
-def _map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
-    chunks = _chunks(texts)
-    first = next(chunks, None)
-    if first is None:
-        return
-    second = next(chunks, None)
-    workers = featurizer.spec.workers or (os.cpu_count() or 1)
-    if second is None or workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for chunk in (first, second) if second is not None else (first,):
-            yield getattr(featurizer, method)(chunk)
-        for chunk in chunks:
-            yield getattr(featurizer, method)(chunk)
-        return
-    global _WORKER_FEATURIZER
-    _WORKER_FEATURIZER = featurizer
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending = collections.deque()
-        for chunk in itertools.chain((first, second), chunks):
-            pending.append(pool.apply_async(_in_worker, (method, chunk)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
-    _WORKER_FEATURIZER = None
 
 
 def stack_csr(parts: list, n_cols: int):

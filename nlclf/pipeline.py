@@ -18,7 +18,7 @@ import numpy as np
 
 import scipy.sparse as sp
 
-from . import calibration, checkpoint, data, explain, metrics, plots, report, significance
+from . import calibration, checkpoint, data, explain, metrics, parallel, plots, report, significance
 from .config import Config, dump, to_dict
 from .errors import CheckpointError, ConfigError, DataError, OutputError
 from .features import Featurizer
@@ -383,23 +383,26 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
 
 
 def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
-                texts: Iterable[str] | None = None, explain_k: int = 0) -> Iterator[list]:
+                texts: Iterable[str] | None = None, explain_k: int = 0, workers: int = 0) -> Iterator[list]:
     """Batches of results for the input lines of ``paths`` ('-' is stdin), or for ``texts``, in
     order: each result is the top_k (label, probability) pairs of one line, or with
     ``explain_k`` an explanation dict (see explain.explain). A batch is whatever input has
-    arrived (at most batch_size lines), so interactive input is answered at once."""
+    arrived (at most batch_size lines), so interactive input is answered at once. Batches are
+    computed by ``workers`` forked processes (0: one per core; 1: in this process)."""
     model, cfg, _ = checkpoint.load(model_dir)
     lines = data.iter_texts(paths, cfg.data) if texts is None else texts
     k = max(1, min(top_k, len(model.labels)))
     labels = model.labels
-    for batch in _batches(lines, batch_size):
+
+    def predict_batch(batch: list) -> list:
         if explain_k:
-            yield explain.explain(model, batch, explain_k)
-            continue
+            return explain.explain(model, batch, explain_k)
         probs = model.proba(batch)                                     # (N, C)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
         p = np.take_along_axis(probs, top, axis=1).tolist()
-        yield [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+        return [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+
+    yield from parallel.ordered_map(predict_batch, _batches(lines, batch_size), workers)
 
 
 def _single_feature_inputs(model: Classifier, ids):
