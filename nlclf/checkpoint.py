@@ -136,8 +136,8 @@ def checksum(arrays: dict) -> str:
 
 def _arrays_and_meta(model: Classifier, config: Config, extra: dict | None = None):
     arrays = {f"param.{k}": v for k, v in model.params.items()}
-    if model.featurizer.idf is not None:
-        arrays["features.idf"] = model.featurizer.idf
+    if model.featurizer.weights is not None:
+        arrays["features.weights"] = model.featurizer.weights
     meta = {
         "format_version": FORMAT_VERSION,
         "nlclf_version": __version__,
@@ -219,7 +219,12 @@ def load(directory) -> tuple:
     vocab = Vocabulary(meta["vocab"]) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
     _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
     params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}
-    featurizer = Featurizer(config.features, vocab, arrays.get("features.idf"))
+    weights = arrays.get("features.weights", arrays.get("features.idf"))       # idf: before nb existed
+    featurizer = Featurizer(config.features, vocab, weights)
+    if config.features.kind != "embed_concat" and config.features.weighting in ("tfidf", "nb"):
+        _expect(weights is not None and weights.shape == (featurizer.n_features,), arrays_path,
+                f"weighting {config.features.weighting} needs {featurizer.n_features} feature weights; "
+                f"found {'none' if weights is None else list(weights.shape)}")
     _expect(spec.n_inputs == featurizer.n_features and spec.n_classes == len(meta["labels"]),
             meta_path, "damaged model metadata (network shape does not match vocabulary or labels)")
     shapes = {k: tuple(v.shape) for k, v in params.items()}

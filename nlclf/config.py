@@ -138,6 +138,7 @@ RULES = {
     "features.ngrams": _range(1, 5),
     "features.hash_buckets": _range(0, 2**24),
     "features.weighting": _choice(WEIGHTINGS),
+    "features.nb_alpha": _range(0, None, True),
     "features.max_tokens": _range(1, 10000),
     "features.truncate": _choice(("head", "tail")),
     "features.embed_dim": _range(1, 4096),

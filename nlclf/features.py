@@ -24,7 +24,7 @@ from .text import NGRAM_SEP, SEP, TOKENIZERS, make_tokenizer, tokenize_many
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
 KINDS = ("bow", "embed_mean", "embed_concat")
-WEIGHTINGS = ("count", "binary", "log", "tfidf")
+WEIGHTINGS = ("count", "binary", "log", "tfidf", "nb")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class FeatureSpec:
     max_size: int = 0                 # keep the most frequent (0: no limit)
     ngrams: int = 1                   # 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
-    weighting: str = "count"          # count | binary | log | tfidf
+    weighting: str = "count"          # count | binary | log | tfidf | nb
+    nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
     normalize: bool = False           # L2-normalise each row (bow)
     max_tokens: int = 20              # T (embed_concat)
     truncate: str = "head"            # keep the head or the tail (embed_concat)
@@ -72,17 +73,17 @@ def _chunks(texts: Iterable[str], size: int = CHUNK):
 
 
 class Featurizer:
-    """Tokenizer + vocabulary (+ idf) -> feature matrix; ``fit`` on training texts only.
+    """Tokenizer + vocabulary (+ feature weights) -> feature matrix; ``fit`` on training texts only.
 
     Texts are processed a batch at a time: one tokenizer call per batch, token ids by one
     ``map`` over the batch's tokens, rows found from the separator tokens with NumPy.
     """
 
-    def __init__(self, spec: FeatureSpec, vocab: Vocabulary | None = None, idf=None):
+    def __init__(self, spec: FeatureSpec, vocab: Vocabulary | None = None, weights=None):
         assert spec.tokenizer in TOKENIZERS
         self.spec = spec
         self.vocab = vocab
-        self.idf = idf                              # (D,) float32 for tfidf
+        self.weights = weights                      # (D,) float32: idf (tfidf) or NB spread (nb)
         self.tokenize = make_tokenizer(spec.tokenizer, spec.lowercase, not spec.strip_accents,
                                        not spec.strip_punct, spec.max_chars)
         self._lookup = None
@@ -121,17 +122,18 @@ class Featurizer:
         pos = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
         return pos, out_grams
 
-    def fit(self, texts: list) -> "Featurizer":
-        """Vocabulary and weights (idf) from the training texts."""
-        self.fit_transform(texts)
+    def fit(self, texts: list, y=None) -> "Featurizer":
+        """Vocabulary and feature weights from the training texts (and labels y, for nb)."""
+        self.fit_transform(texts, y)
         return self
 
-    def fit_transform(self, texts: list):
-        """Fit on the training texts and return their X."""
+    def fit_transform(self, texts: list, y=None):
+        """Fit on the training texts (and their label ids y (N,), which nb weights need) and
+        return their X."""
         self.fit_vocab(texts)
         X = self.transform_counts(texts)
         if self.spec.kind != "embed_concat":
-            self.fit_weights(X)
+            self.fit_weights(X, y)
             X = self.weigh(X)
         return X
 
@@ -227,22 +229,31 @@ class Featurizer:
         X = self.transform_counts(texts)
         return X if self.spec.kind == "embed_concat" else self.weigh(X)
 
-    def fit_weights(self, X) -> None:
-        """idf from the training split's counts X (N, D): ln((1 + N) / (1 + df)) + 1."""
-        if self.spec.weighting == "tfidf":
+    def fit_weights(self, X, y=None) -> None:
+        """Per-feature weights from the training split's counts X (N, D) and label ids y (N,).
+
+        tfidf: idf = ln((1 + N) / (1 + df)) + 1. nb (Wang & Manning's NB log-count ratio,
+        generalised to C classes): with p_c = α + (texts of class c holding the feature) (D,)
+        and L_c = log(p_c / Σ p_c), the weight is max_c L_c - min_c L_c, the spread of the
+        feature's smoothed log-likelihood across classes; with two classes it is |r| of NBSVM.
+        """
+        w = self.spec.weighting
+        if w == "tfidf":
             df = np.bincount(X.indices, minlength=self.n_features)
-            self.idf = (np.log((1.0 + X.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
+            self.weights = (np.log((1.0 + X.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
+        elif w == "nb":
+            self.weights = nb_spread(X, y, self.spec.nb_alpha)
 
     def weigh(self, X):
         """Apply the weighting (and L2 normalisation) to a CSR matrix of counts, in place."""
         w = self.spec.weighting
-        if w == "binary":
+        if w in ("binary", "nb"):
             X.data[:] = 1.0
         elif w == "log":
             np.log(X.data, out=X.data)
             X.data += 1.0
-        elif w == "tfidf":
-            X.data *= self.idf[X.indices]
+        if w in ("tfidf", "nb"):
+            X.data *= self.weights[X.indices]
         if self.spec.normalize:
             sq = np.bincount(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), weights=X.data * X.data,
                              minlength=X.shape[0])
@@ -250,6 +261,20 @@ class Featurizer:
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
+
+
+def nb_spread(X, y, alpha: float):
+    """X (N, D) counts, y (N,) label ids -> (D,) float32: max_c L_c - min_c L_c, where
+    L_c = log(p_c / Σ p_c) and p_c = alpha + the number of class-c rows holding the feature."""
+    if y is None:
+        raise ValueError("nb weighting needs the training labels")
+    y = np.asarray(y)
+    C = int(y.max()) + 1 if len(y) else 1
+    B = sp.csr_matrix((np.ones(X.nnz, np.float64), X.indices, X.indptr), shape=X.shape)   # binarized
+    Y = sp.csr_matrix((np.ones(len(y)), (y, np.arange(len(y)))), shape=(C, X.shape[0]))   # (C, N)
+    P = np.asarray((Y @ B).todense()) + alpha                                              # (C, D)
+    L = np.log(P) - np.log(P.sum(axis=1, keepdims=True))                                   # (C, D)
+    return (L.max(axis=0) - L.min(axis=0)).astype(np.float32)
 
 
 def _mmap_threshold(nbytes: int) -> None:

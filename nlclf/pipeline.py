@@ -128,10 +128,10 @@ def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None
     if len(label_set) < 2:
         raise DataError(f"only one class in the training data ({label_set.labels[0]})")
     featurizer = Featurizer(cfg.features)
-    X = featurizer.fit_transform(list(train[1]))
-    X_dev = featurizer.transform(list(dev[1]))
     y = _label_ids(train[0], label_set, "training data")
     y_dev = _label_ids(dev[0], label_set, "dev data")
+    X = featurizer.fit_transform(list(train[1]), y)
+    X_dev = featurizer.transform(list(dev[1]))
     rng = np.random.default_rng(cfg.seed)
     return train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root, on_progress, log)
 
@@ -205,17 +205,16 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
             f"({cfg.data.dev_fraction:.0%}, stratified, seed {cfg.seed})")
         featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path, cfg.data), is_dev) if not d)
         X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path, cfg.data)), is_dev)
-    if cfg.features.kind != "embed_concat":
-        featurizer.fit_weights(X)
-        X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
-    featurize_seconds = time.perf_counter() - t0
-
     label_set = LabelSet(labels)
     if len(label_set) < 2:
         raise DataError(f"{train_path}: only one class ({label_set.labels[0]}); need at least two")
     y = _label_ids(labels, label_set, train_path)
     y_dev = _label_ids(dev_labels, label_set, dev_path or train_path)
     del labels, dev_labels
+    if cfg.features.kind != "embed_concat":
+        featurizer.fit_weights(X, y)
+        X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
+    featurize_seconds = time.perf_counter() - t0
 
     spec = net_spec(cfg, featurizer, len(label_set))
     saved = {"time": time.perf_counter(), "best_epoch": 0}

@@ -11,6 +11,7 @@ from nlclf.vocab import PAD_ID, UNK_ID, Vocabulary
 from test_gradients import check
 
 TEXTS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the the the"]
+Y = [0, 1, 1, 0]                 # labels of TEXTS (nb weights need them)
 
 
 def test_regex_tokenizer_unicode():
@@ -46,8 +47,8 @@ def test_vocabulary_order_thresholds_and_reserved():
     assert Vocabulary.build(counts, max_size=2).tokens == ["<pad>", "<unk>", "c", "a"]
 
 
-def bow(**kw):
-    return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS)
+def bow(y=Y, **kw):
+    return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS, y)
 
 
 def test_bow_counts_and_unknown_words():
@@ -71,6 +72,29 @@ def test_weightings(weighting):
     assert got[the] == pytest.approx(tf[0], rel=1e-6) and got[cat] == pytest.approx(tf[1], rel=1e-6)
 
 
+@pytest.mark.parametrize("y,the_weight,cat_weight", [
+    # two classes: NBSVM's |r| = |log((p/|p|1) / (q/|q|1))| with α = 1 over the 10 features
+    # (<pad>, <unk>, 8 words). Class 0 (texts 0, 3) holds 6 binarized entries -> |p|1 = 16;
+    # class 1 (texts 1, 2) holds 7 -> |q|1 = 17. the: p 1+2, q 1+1; cat: p 1+1, q 1+1.
+    ([0, 1, 1, 0], np.log((3 / 16) / (2 / 17)), np.log((2 / 16) / (2 / 17))),
+    # three classes: sums 16, 13 (text 1: 3 entries), 14 (text 2: 4 entries); the: 3, 2, 1;
+    # cat: 2, 1, 2 -> max - min of log p(feature | c)
+    ([0, 1, 2, 0], np.log(3 / 16) - np.log(1 / 14), np.log(2 / 14) - np.log(1 / 13)),
+])
+def test_nb_weights_are_the_spread_of_smoothed_log_likelihoods(y, the_weight, cat_weight):
+    f = bow(y=y, weighting="nb")
+    X = f.transform(["the the cat"])                  # binarized, times the weight
+    got = dict(zip(X.indices, X.data))
+    assert got[f.vocab.index["the"]] == pytest.approx(the_weight, rel=1e-6)
+    assert got[f.vocab.index["cat"]] == pytest.approx(cat_weight, rel=1e-6)
+    assert f.weights.dtype == np.float32 and f.weights.shape == (f.n_features,)
+
+
+def test_nb_weights_need_labels():
+    with pytest.raises(ValueError, match="labels"):
+        bow(y=None, weighting="nb")
+
+
 def test_l2_normalisation():
     X = bow(normalize=True).transform(["the cat sat", "", "dog dog"])
     norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
@@ -88,7 +112,7 @@ def test_bigrams_in_vocabulary_and_hashed():
     assert g.transform(["cat the"]).nnz == 2
 
 
-@pytest.mark.parametrize("weighting", ["count", "binary", "log", "tfidf"])
+@pytest.mark.parametrize("weighting", ["count", "binary", "log", "tfidf", "nb"])
 def test_gradient_through_each_weighting_with_ngrams_and_hashing(weighting, rng):
     f = bow(ngrams=2, hash_buckets=5, weighting=weighting, normalize=weighting == "log")
     X = f.transform(TEXTS + ["a cat sat on a dog", "the mat"]).astype(np.float64)

@@ -91,3 +91,38 @@ def test_clip_by_global_norm(rng):
     assert np.allclose(grads["a"], [0.6, 0.0]) and np.allclose(grads["b"].value, [[0.0, 0.8]])
     assert optim.clip_by_global_norm(grads, 10.0) == pytest.approx(1.0)      # below the limit: unchanged
     assert math.isclose(float(np.linalg.norm(grads["a"])), 0.6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_sgd_on_a_sparse_layer_gradient_adds_x_transpose_dy_into_the_rows(rng, monkeypatch, fused):
+    """Plain SGD applies the first layer's gradient Xᵀ dy straight into W (no (U, H) block) when
+    V is small next to the batch; otherwise it forms the rows. Same numbers either way."""
+    import scipy.sparse as sp
+    from nlclf.nn import layers
+    if not fused:
+        monkeypatch.setattr(layers, "FUSE_ROWS_PER_ENTRY", 0)
+    X = sp.random(5, 40, density=0.15, random_state=1, format="csr", dtype=np.float64)
+    X.data[:] = rng.integers(1, 4, size=X.nnz)
+    dy = rng.normal(size=(5, 3))
+    W = rng.normal(size=(40, 3))
+    params = {"W": W.copy()}
+    g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
+    optim.SGD(params).step(params, {"W": g}, 0.1)
+    assert (g._value is None) == fused                      # the (U, H) block was never formed
+    expected = W - 0.1 * (X.T @ dy)
+    assert np.allclose(params["W"], expected, rtol=0, atol=1e-13)
+    untouched = np.setdiff1d(np.arange(40), X.indices)
+    assert np.array_equal(params["W"][untouched], W[untouched])
+    assert np.allclose(g.dense(W.shape), X.T @ dy, rtol=0, atol=1e-13)
+
+
+def test_sgd_on_a_non_contiguous_parameter_takes_the_row_path(rng):
+    import scipy.sparse as sp
+    from nlclf.nn import layers
+    X = sp.random(4, 10, density=0.3, random_state=2, format="csr", dtype=np.float64)
+    dy = rng.normal(size=(4, 3))
+    W = np.asfortranarray(rng.normal(size=(10, 3)))
+    expected = W - 0.5 * (X.T @ dy)
+    g, _ = layers.sparse_backward(W, None, layers.SparseBatch.of(X), dy)
+    g.add_scaled_to(W, -0.5)
+    assert np.allclose(W, expected, rtol=0, atol=1e-13)

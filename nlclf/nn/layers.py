@@ -27,6 +27,10 @@ class Rows:
     index: np.ndarray
     value: np.ndarray
 
+    def add_scaled_to(self, W, alpha) -> None:
+        """W[index] += alpha · value (SGD's update with alpha = -lr)."""
+        W[self.index] += W.dtype.type(alpha) * self.value
+
     def dense(self, shape):
         """The full gradient; for tests and gradient checks only."""
         out = np.zeros(shape, dtype=self.value.dtype)
@@ -133,11 +137,52 @@ def sparse_forward(W, b, X: SparseBatch):
 
 
 def sparse_backward(W, b, X: SparseBatch, dy):
-    """dW as Rows over the columns X uses: (U, H) = Xcᵀ dy; db (H,) like b."""
+    """dW as Rows over the columns X uses: (U, H) = Xcᵀ dy, formed only when read; db (H,) like b."""
     X.prepare()
-    value = csr_matmul(X.t_indptr, X.t_indices, X.data[X.perm], X.shape[0], dy)   # (U, H)
     db = dy.sum(axis=0) if b is not None else None
-    return Rows(X.u, value), db
+    return ProductRows(X, dy), db
+
+
+FUSE_ROWS_PER_ENTRY = 64     # fuse the update while V <= this × the batch's stored entries
+
+
+class ProductRows(Rows):
+    """The row-sparse gradient Xcᵀ dy (U, H) of a sparse first layer, held as its two factors.
+
+    Reading ``value`` forms it (momentum, Adam, L2 and clipping need it). Plain SGD calls
+    ``add_scaled_to`` instead, which adds alpha · Xᵀ dy into W's rows in place with one pass
+    of SciPy's CSR kernel: no (U, H) gradient, no gathered copy of W's rows. That pass needs
+    row pointers for all V rows of W, an int32 (V+1,) array, so it is used only while V is
+    at most FUSE_ROWS_PER_ENTRY times the batch's stored entries (large hashed inputs take
+    the gather/scatter path).
+    """
+
+    def __init__(self, X: SparseBatch, dy):
+        self.index, self._X, self._dy, self._value = X.u, X, dy, None
+
+    @property
+    def value(self):
+        if self._value is None:
+            X = self._X
+            self._value = csr_matmul(X.t_indptr, X.t_indices, X.data[X.perm], X.shape[0], self._dy)
+        return self._value
+
+    @value.setter
+    def value(self, v):
+        self._value = v
+
+    def add_scaled_to(self, W, alpha) -> None:
+        X, dy = self._X, self._dy
+        if (self._value is not None or _sparsetools is None or not W.flags.c_contiguous
+                or len(W) > FUSE_ROWS_PER_ENTRY * max(X.nnz, 1)):
+            return super().add_scaled_to(W, alpha)
+        dy = np.ascontiguousarray(dy, dtype=W.dtype)
+        indptr = np.zeros(len(W) + 1, dtype=X.t_indptr.dtype)                   # (V+1,) rows of Xᵀ
+        indptr[X.u + 1] = np.diff(X.t_indptr)
+        np.cumsum(indptr, out=indptr)
+        data = X.data[X.perm].astype(W.dtype, copy=False) * W.dtype.type(alpha)
+        _sparsetools.csr_matvecs(len(W), X.shape[0], W.shape[1], indptr, X.t_indices, data,
+                                 dy.ravel(), W.reshape(-1))                        # W += alpha Xᵀ dy
 
 
 # --- embedding concatenation: f = [E j1; E j2; ...; E jT] ---------------------

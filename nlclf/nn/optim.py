@@ -74,7 +74,7 @@ class SGD:
                     v[g.index] = v_rows
                     W[g.index] -= rate * v_rows
                 else:
-                    W[g.index] -= rate * g.value
+                    g.add_scaled_to(W, -rate)
             elif mu:
                 v = self.state[name]
                 v *= W.dtype.type(mu)
@@ -115,13 +115,22 @@ class Adam:
             dt = W.dtype.type
             rate = dt(lr * self.lr_mult.get(name, 1.0) * math.sqrt(c2) / c1)
             eps = dt(self.eps * math.sqrt(c2))
-            if isinstance(g, Rows):
+            if isinstance(g, Rows):                 # in place on (U, H) blocks: 3 temporaries
                 idx, gv = g.index, g.value
-                m_rows = m[idx] * dt(b1) + dt(1 - b1) * gv
-                v_rows = v[idx] * dt(b2) + dt(1 - b2) * (gv * gv)
-                m[idx] = m_rows
-                v[idx] = v_rows
-                W[idx] -= rate * m_rows / (np.sqrt(v_rows) + eps)
+                m_rows, v_rows = m[idx], v[idx]                                  # gathered copies
+                tmp = np.multiply(gv, dt(1 - b1))
+                m_rows *= dt(b1)
+                m_rows += tmp                                                    # m
+                np.multiply(gv, gv, out=tmp)
+                tmp *= dt(1 - b2)
+                v_rows *= dt(b2)
+                v_rows += tmp                                                    # v
+                m[idx], v[idx] = m_rows, v_rows
+                np.sqrt(v_rows, out=tmp)
+                tmp += eps
+                np.divide(m_rows, tmp, out=tmp)
+                tmp *= -rate
+                Rows(idx, tmp).add_scaled_to(W, 1.0)                             # W -= rate m̂/(√v̂ + ε)
             else:
                 m *= dt(b1)
                 m += dt(1 - b1) * g
