@@ -341,6 +341,9 @@ def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
         key, value = parse_override(item) if isinstance(item, str) else item
         _apply(raw, key, value)
         lines[key] = None
+    feats = raw.get("features")
+    if isinstance(feats, dict) and feats.get("kind") == "embed_concat" and "ngrams" not in feats:
+        feats["ngrams"] = 1                       # the default for the bag kinds is 2
     problems = _Problems(source, lines)
     override_keys = {(parse_override(o)[0] if isinstance(o, str) else o[0]) for o in overrides}
     cfg = _build(raw, problems)

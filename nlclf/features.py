@@ -39,9 +39,9 @@ class FeatureSpec:
     max_chars: int = 0                # cut each text to this many characters (0: no limit)
     min_count: int = 1
     max_size: int = 0                 # keep the most frequent (0: no limit)
-    ngrams: int = 1                   # 2 adds bigrams (bow, embed_mean)
+    ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
-    weighting: str = "count"          # count | binary | log | tfidf | nb
+    weighting: str = "nb"             # count | binary | log | tfidf | nb
     nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
     normalize: bool = False           # L2-normalise each row (bow)
     max_tokens: int = 20              # T (embed_concat)

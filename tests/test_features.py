@@ -48,6 +48,7 @@ def test_vocabulary_order_thresholds_and_reserved():
 
 
 def bow(y=Y, **kw):
+    kw = {"ngrams": 1, "weighting": "count", **kw}      # the cases below are written for plain counts
     return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS, y)
 
 
