@@ -263,18 +263,24 @@ class Featurizer:
         return X
 
 
-def nb_spread(X, y, alpha: float):
+def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     """X (N, D) counts, y (N,) label ids -> (D,) float32: max_c L_c - min_c L_c, where
-    L_c = log(p_c / Σ p_c) and p_c = alpha + the number of class-c rows holding the feature."""
+    L_c = log(p_c / Σ p_c) and p_c = alpha + the number of class-c rows holding the feature.
+    The (D, C) counts stay sparse; they are made dense ``block`` features at a time."""
     if y is None:
         raise ValueError("nb weighting needs the training labels")
     y = np.asarray(y)
+    N, D = X.shape
     C = int(y.max()) + 1 if len(y) else 1
     B = sp.csr_matrix((np.ones(X.nnz, np.float64), X.indices, X.indptr), shape=X.shape)   # binarized
-    Y = sp.csr_matrix((np.ones(len(y)), (y, np.arange(len(y)))), shape=(C, X.shape[0]))   # (C, N)
-    P = np.asarray((Y @ B).todense()) + alpha                                              # (C, D)
-    L = np.log(P) - np.log(P.sum(axis=1, keepdims=True))                                   # (C, D)
-    return (L.max(axis=0) - L.min(axis=0)).astype(np.float32)
+    Y = sp.csr_matrix((np.ones(N), (np.arange(N), y)), shape=(N, C))                     # one-hot
+    counts = (B.T @ Y).tocsr()                                                            # (D, C)
+    log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0)).ravel())               # (C,)
+    out = np.empty(D, dtype=np.float32)
+    for s in range(0, D, block):
+        L = np.log(counts[s:s + block].toarray() + alpha) - log_total                    # (b, C)
+        out[s:s + block] = L.max(axis=1) - L.min(axis=1)
+    return out
 
 
 def _mmap_threshold(nbytes: int) -> None:

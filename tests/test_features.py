@@ -131,3 +131,12 @@ def test_embed_concat_pads_and_truncates(truncate, expected):
     assert [f.vocab.tokens[i] for i in X[0]] == expected
     assert list(X[1]) == [f.vocab.index["dog"], PAD_ID, PAD_ID]
     assert list(X[2]) == [PAD_ID] * 3 and list(X[3]) == [UNK_ID, PAD_ID, PAD_ID]
+
+
+def test_nb_spread_is_the_same_computed_in_blocks():
+    from nlclf.features import nb_spread
+    f = bow(y=[0, 1, 2, 0], weighting="count", ngrams=2)
+    X = f.transform(TEXTS)
+    whole = nb_spread(X, [0, 1, 2, 0], 0.5)
+    assert np.array_equal(nb_spread(X, [0, 1, 2, 0], 0.5, block=3), whole)
+    assert whole.shape == (f.n_features,) and np.all(whole >= 0)

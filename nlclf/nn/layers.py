@@ -5,8 +5,9 @@ T tokens per text, E embedding width (``e``).
 
 The first layer may read a sparse batch X (N, V) in CSR form. Its weight
 gradient touches only the rows of the columns present in the batch and is
-returned as ``Rows(index, value)``: never a dense (V, H) array, nor any other
-V-sized temporary.
+returned as ``Rows(index, value)``: never a dense (V, H) array. The one V-sized
+temporary is the int32 (V+1,) row-pointer array of plain SGD's fused update
+(``ProductRows.add_scaled_to``), made only while V is small next to the batch.
 """
 
 from __future__ import annotations
