@@ -6,10 +6,12 @@ every core of one machine. (Work for many machines goes to Dask: see search.py.)
 per worker are in flight, so the input is streamed: memory holds a few items, never all.
 A thread feeds the workers, so each result is handed back as soon as it and the ones before
 it are ready, even while the input waits for its next item (interactive prediction).
+``background`` is that thread on its own: the training loop cuts its next batches with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -73,38 +75,55 @@ def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int 
 
     global _FN
     _FN = fn
-    pending: queue.Queue = queue.Queue(maxsize=2 * workers)
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_mark_worker) as pool:
+        submitted = (pool.apply_async(_call, (item,)) for item in items)
+        try:
+            # join=False: the feeding thread may be waiting for input (stdin) when we stop
+            with contextlib.closing(background(submitted, 2 * workers, join=False)) as results:
+                for r in results:
+                    yield r.get()
+        finally:
+            _FN = None
+
+
+def background(items: Iterable, ahead: int, join: bool = True) -> Iterator:
+    """The items of ``items``, produced by a helper thread at most ``ahead`` in advance.
+
+    An error raised while producing comes out here after the items before it. Closing this
+    generator stops the thread at its next item, and waits for it unless ``join`` is False.
+    """
+    q: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
     def put(x) -> bool:
         while not stop.is_set():
             try:
-                pending.put(x, timeout=0.1)
+                q.put(x, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_mark_worker) as pool:
-        def feed():
-            try:
-                for item in items:
-                    if not put(pool.apply_async(_call, (item,))):
-                        return
-            except BaseException as e:     # handed to the consuming thread
-                put(_Failure(e))
-            put(_END)
-
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+    def work():
         try:
-            while True:
-                r = pending.get()
-                if r is _END:
-                    break
-                if isinstance(r, _Failure):
-                    raise r.error
-                yield r.get()
-        finally:
-            stop.set()                     # the feeder may be waiting for input: not joined
-            _FN = None
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as e:         # handed to the consuming thread
+            put(_Failure(e))
+        put(_END)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while True:
+            x = q.get()
+            if x is _END:
+                return
+            if isinstance(x, _Failure):
+                raise x.error
+            yield x
+    finally:
+        stop.set()
+        if join:
+            worker.join()

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import metrics
+from . import metrics, parallel
 from .config import TrainConfig
 from .errors import Interrupted, TrainingDiverged
 from .nn import mlp, optim
@@ -110,39 +108,8 @@ def batches(X, order, bs: int, start: int, sparse: bool):
         for b in range(start, n_batches):
             yield _cut(X, order, b, bs, sparse)
         return
-    q: queue.Queue = queue.Queue(maxsize=PREFETCH)
-    stop = threading.Event()
-    failure: list = []
-
-    def work():
-        try:
-            for b in range(start, n_batches):
-                item = _cut(X, order, b, bs, sparse)
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as e:             # handed to the training thread
-            failure.append(e)
-        q.put(None)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            yield item
-        if failure:
-            raise failure[0]
-    finally:
-        stop.set()
-        worker.join()
+    yield from parallel.background((_cut(X, order, b, bs, sparse) for b in range(start, n_batches)),
+                                   PREFETCH)
 
 
 def new_state(params: dict, opt, rng: np.random.Generator) -> State:
