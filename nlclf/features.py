@@ -283,18 +283,21 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     return out
 
 
-def _mmap_threshold(nbytes: int) -> None:
-    """Set glibc's mmap and trim thresholds (a no-op elsewhere).
+FEATURIZING_MALLOC = 128 * 1024          # glibc's starting mmap threshold
+TRAINING_MALLOC = 32 * 1024 * 1024       # glibc's upper bound for it
 
-    While chunks are featurized the mmap threshold is held at 128 KiB, glibc's starting value:
-    by default glibc raises it each time a large block is freed, so later chunks' arrays would
-    come from the heap and freeing them after they are stacked into X would not give the memory
-    back (peak memory twice X). Afterwards it is set to 32 MiB, glibc's own upper bound, so
-    that the training loop's per-batch temporaries (a few MB each) come from the heap instead
-    of being mapped and zeroed by the kernel at every step. The trim threshold follows at
-    twice the value: setting either threshold by hand freezes the other at glibc's 128 KiB
-    default, and a heap top trimmed after every batch is faulted in again by the next (100,000
-    page faults a second on the 1M-document benchmark).
+
+def set_malloc_thresholds(nbytes: int) -> None:
+    """Set glibc's mmap threshold to ``nbytes`` and its trim threshold to twice that (a no-op
+    elsewhere). Setting either by hand freezes the other, so both are set together.
+
+    Featurization uses FEATURIZING_MALLOC: by default glibc raises the mmap threshold each
+    time a large block is freed, so later chunks' arrays would come from the heap and freeing
+    them after they are stacked into X would not give the memory back (peak memory twice X).
+    The training loop uses TRAINING_MALLOC (train.fit sets it): its per-batch temporaries (a
+    few MB each) then come from the heap instead of being mapped and zeroed by the kernel at
+    every step, and a heap top trimmed after every batch and faulted in again by the next
+    (100,000 page faults a second on the 1M-document benchmark) is avoided.
     """
     libc = _libc()
     if libc is not None:
@@ -320,12 +323,9 @@ def map_chunks(featurizer: Featurizer, method: str, texts: Iterable[str]):
     processes, at most two per worker in flight, so the input is still streamed: memory
     holds a few chunks of text, never the whole input. The results are the same either way.
     """
-    _mmap_threshold(128 * 1024)
-    try:
-        yield from parallel.ordered_map(getattr(featurizer, method), _chunks(texts),
-                                        featurizer.spec.workers, min_items=2)
-    finally:
-        _mmap_threshold(32 * 1024 * 1024)
+    set_malloc_thresholds(FEATURIZING_MALLOC)
+    yield from parallel.ordered_map(getattr(featurizer, method), _chunks(texts), featurizer.spec.workers,
+                                    min_items=2)
 
 
 def stack_csr(parts: list, n_cols: int):

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from . import metrics, parallel
 from .config import TrainConfig
 from .errors import Interrupted, TrainingDiverged
+from .features import TRAINING_MALLOC, set_malloc_thresholds
 from .nn import mlp, optim
 from .nn.layers import SparseBatch
 from .nn.losses import cross_entropy, log_softmax
@@ -130,6 +131,7 @@ def one_blas_thread():
 def fit(*args, **kwargs) -> Result:
     """See _fit. Overflow is not warned about: a non-finite loss or weight stops training
     with TrainingDiverged instead."""
+    set_malloc_thresholds(TRAINING_MALLOC)
     with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _fit(*args, **kwargs)
 
