@@ -16,6 +16,7 @@ import itertools
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 from typing import Callable, Iterable, Iterator
 
@@ -42,10 +43,6 @@ def _mark_worker():
         pass
 
 
-def _call(item):
-    return _FN(item)
-
-
 class _Failure:
     def __init__(self, error: BaseException):
         self.error = error
@@ -54,13 +51,43 @@ class _Failure:
 _END = object()
 
 
+def _serve(conn, inherited: list) -> None:
+    """A worker's loop: an item in, its result (or the error it raised) out, until the parent
+    closes its end. Ctrl-C is left to the parent, which ends the workers itself."""
+    _mark_worker()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for c in inherited:                          # the parent's ends of the pipes, copied by fork
+        c.close()
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            out = _FN(item)
+        except BaseException as e:               # noqa: BLE001 - handed to the parent
+            out = _Failure(e)
+        try:
+            conn.send(out)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        except Exception as e:                   # the result or the error does not pickle
+            conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
+
+
 def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int = 1) -> Iterator:
     """``fn(item)`` for each item, in order: in ``n_workers(workers)`` forked processes, or in
     this one when that is 1 or when the input holds fewer than ``min_items`` items (those are
     read ahead before deciding). With ``min_items`` 1 the workers are forked before the input
     is touched: a thread reading stdin must not be caught mid-read by fork (a forked child
     closes its stdin, and would wait forever for the lock that thread holds). Errors raised by
-    ``fn`` or by the input come out of this generator."""
+    ``fn`` or by the input come out of this generator.
+
+    Item i goes to worker i mod W over that worker's own pipe, and results are read back in
+    the same order. No lock or queue is shared between processes, so stopping early (a reader
+    that went away, ``| head -1``) ends the workers at once and can never wait on one of them:
+    multiprocessing.Pool's terminate() can, when a worker is killed holding its result lock.
+    """
     items = iter(items)
     workers = n_workers(workers)
     head: list = []
@@ -75,15 +102,42 @@ def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int 
 
     global _FN
     _FN = fn
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_mark_worker) as pool:
-        submitted = (pool.apply_async(_call, (item,)) for item in items)
-        try:
-            # join=False: the feeding thread may be waiting for input (stdin) when we stop
-            with contextlib.closing(background(submitted, 2 * workers, join=False)) as results:
-                for r in results:
-                    yield r.get()
-        finally:
-            _FN = None
+    ctx = multiprocessing.get_context("fork")
+    conns, procs = [], []
+    try:
+        for _ in range(workers):
+            mine, theirs = ctx.Pipe()
+            conns.append(mine)
+            p = ctx.Process(target=_serve, args=(theirs, list(conns)), daemon=True)
+            p.start()
+            theirs.close()
+            procs.append(p)
+
+        def dispatch():                          # on the feeding thread: send, then say to whom
+            for i, item in enumerate(items):
+                conns[i % workers].send(item)
+                yield i % workers
+
+        # join=False: the feeding thread may be waiting for input (stdin) when we stop
+        with contextlib.closing(background(dispatch(), 2 * workers, join=False)) as owners:
+            for k in owners:
+                try:
+                    out = conns[k].recv()
+                except (EOFError, OSError):
+                    procs[k].join(1)
+                    raise RuntimeError(f"worker process {procs[k].pid} died (exit code "
+                                       f"{procs[k].exitcode})") from None
+                if isinstance(out, _Failure):
+                    raise out.error
+                yield out
+    finally:
+        _FN = None
+        for p in procs:                          # first the workers, so a blocked send fails
+            p.kill()
+        for p in procs:
+            p.join()
+        for c in conns:
+            c.close()
 
 
 def background(items: Iterable, ahead: int, join: bool = True) -> Iterator:

@@ -98,3 +98,16 @@ def test_prediction_is_identical_with_one_and_with_two_workers(tmp_path):
     one, two = run(1, top_k=3), run(2, top_k=3)
     assert len(one) == 500 and one == two
     assert run(1, explain_k=2) == run(2, explain_k=2)
+
+
+def test_stopping_early_ends_every_worker_at_once():
+    """A reader that goes away (`predict | head -1`) closes the map mid-stream, with results
+    still on their way; the workers must be gone when close() returns, every time."""
+    import os
+    for _ in range(20):
+        it = parallel.ordered_map(square_with_pid, range(10_000), workers=2)
+        pids = {next(it)[1] for _ in range(5)}
+        it.close()
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
