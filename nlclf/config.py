@@ -137,6 +137,8 @@ RULES = {
     "features.max_size": _range(0),
     "features.ngrams": _range(1, 5),
     "features.hash_buckets": _range(0, 2**24),
+    "features.char_ngrams": (lambda v: len(v) == 0 or (len(v) == 2 and 1 <= v[0] <= v[1] <= 12),
+                             "[] (none) or [min, max] with 1 <= min <= max <= 12"),
     "features.weighting": _choice(WEIGHTINGS),
     "features.nb_alpha": _range(0, None, True),
     "features.max_tokens": _range(1, 10000),
@@ -292,6 +294,9 @@ def _cross_checks(cfg: Config, problems: _Problems) -> None:
     if cfg.features.kind == "embed_concat" and cfg.features.ngrams > 1:
         problems.add("features.ngrams", "must be 1 with kind embed_concat (n-grams are for the bag kinds)",
                      cfg.features.ngrams)
+    if cfg.features.kind == "embed_concat" and cfg.features.char_ngrams:
+        problems.add("features.char_ngrams", "must be [] with kind embed_concat (character n-grams are "
+                     "for the bag kinds)", list(cfg.features.char_ngrams))
     if cfg.features.freeze and not cfg.features.pretrained:
         problems.add("features.freeze", "needs features.pretrained (a frozen random table learns nothing)", True)
 

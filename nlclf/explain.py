@@ -46,6 +46,7 @@ import scipy.sparse as sp
 from .model import Classifier
 from .nn import activations, mlp
 from .nn.losses import softmax
+from .text import CHAR_MARK
 
 BATCH = 256          # texts explained together; bounds the (nnz, H) gather
 
@@ -104,8 +105,12 @@ def attribute(params: dict, spec: mlp.NetSpec, X, c=None):
 
 
 def feature_name(j: int, tokens: list) -> str:
-    """A column's string: the vocabulary token or n-gram, or ``#bucket<b>`` for hash bucket b."""
-    return tokens[j] if j < len(tokens) else f"#bucket{j - len(tokens)}"
+    """A column's string: the vocabulary token or n-gram, ``~<gram>`` for a character n-gram
+    (``~<un``, ``~ing>``), or ``#bucket<b>`` for hash bucket b."""
+    if j >= len(tokens):
+        return f"#bucket{j - len(tokens)}"
+    t = tokens[j]
+    return "~" + t[1:] if t.startswith(CHAR_MARK) else t
 
 
 def _top(names: list, scores: np.ndarray, k: int) -> tuple:

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import parallel
-from .text import NGRAM_SEP, SEP, TOKENIZERS, make_tokenizer, tokenize_many
+from .text import NGRAM_SEP, SEP, TOKENIZERS, char_ngrams, make_tokenizer, tokenize_many
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
 KINDS = ("bow", "embed_mean", "embed_concat")
@@ -41,6 +41,7 @@ class FeatureSpec:
     max_size: int = 0                 # keep the most frequent (0: no limit)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
+    char_ngrams: tuple = ()           # (min, max): character n-grams of every word (bag kinds); (): none
     weighting: str = "nb"             # count | binary | log | tfidf | nb
     nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
     normalize: bool = False           # L2-normalise each row (bow)
@@ -86,7 +87,7 @@ class Featurizer:
         self.weights = weights                      # (D,) float32: idf (tfidf) or NB spread (nb)
         self.tokenize = make_tokenizer(spec.tokenizer, spec.lowercase, not spec.strip_accents,
                                        not spec.strip_punct, spec.max_chars)
-        self._lookup = None
+        self._lookup = self._char_cache = None
 
     @property
     def n_grams(self) -> int:
@@ -138,9 +139,15 @@ class Featurizer:
         return X
 
     def chunk_counts(self, texts: list) -> Counter:
-        """How often each token (and n-gram) occurs in a batch of texts."""
+        """How often each token (and n-gram, and character n-gram) occurs in a batch of texts."""
         tokens = self._tokens(texts)
         counts = Counter(tokens)
+        if self.spec.char_ngrams:
+            lo, hi = self.spec.char_ngrams
+            for token, c in list(counts.items()):
+                if token != SEP:
+                    for g in char_ngrams(token, lo, hi):
+                        counts[g] += c
         if self.n_grams > 1:
             is_sep = np.fromiter((t == SEP for t in tokens), dtype=bool, count=len(tokens))
             counts.update(self._grams(tokens, is_sep, self.n_grams)[1])
@@ -153,7 +160,7 @@ class Featurizer:
             counts.update(c)
         counts.pop(SEP, None)
         self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
-        self._lookup = None
+        self._lookup = self._char_cache = None
         return self
 
     def token_ids(self, texts: list):
@@ -163,23 +170,72 @@ class Featurizer:
         if self._lookup is None:
             self._lookup = dict(self.vocab.index)
             self._lookup[SEP] = -1
+            self._char_cache = {}
         get = self._lookup.get
         tokens = self._tokens(texts)
         ids = np.fromiter(map(get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64, count=len(tokens))
         is_sep = ids < 0
         rows = np.cumsum(is_sep) - is_sep                                   # text of each token
         keep = ~is_sep
+        out_ids, out_rows = [ids[keep]], [rows[keep]]
         if self.n_grams > 1:
             pos, grams = self._grams(tokens, is_sep, self.n_grams)
-            V, B = len(self.vocab), self.spec.hash_buckets
-            gids = np.fromiter(map(get, grams, itertools.repeat(-1)), dtype=np.int64, count=len(grams))
-            miss = np.flatnonzero(gids < 0)
-            if B and len(miss):
-                gids[miss] = [V + bucket_of(grams[i], B) for i in miss.tolist()]
+            gids = self._gram_ids(grams)
             found = gids >= 0
-            return (np.concatenate([ids[keep], gids[found]]),
-                    np.concatenate([rows[keep], rows[pos[found]]]), len(texts))
-        return ids[keep], rows[keep], len(texts)
+            out_ids.append(gids[found])
+            out_rows.append(rows[pos[found]])
+        if self.spec.char_ngrams:
+            cids, cpos = self._char_ids(tokens, ids)
+            out_ids.append(cids)
+            out_rows.append(rows[cpos])
+        if len(out_ids) == 1:
+            return out_ids[0], out_rows[0], len(texts)
+        return np.concatenate(out_ids), np.concatenate(out_rows), len(texts)
+
+    def _gram_ids(self, grams: list):
+        """(G,) feature ids of n-grams: the vocabulary's, else a hash bucket, else -1 (dropped)."""
+        V, B = len(self.vocab), self.spec.hash_buckets
+        gids = np.fromiter(map(self._lookup.get, grams, itertools.repeat(-1)), dtype=np.int64,
+                           count=len(grams))
+        if B:
+            miss = np.flatnonzero(gids < 0)
+            if len(miss):
+                gids[miss] = [V + bucket_of(grams[i], B) for i in miss.tolist()]
+        return gids
+
+    def _char_ids(self, tokens: list, ids):
+        """(feature ids, positions in ``tokens``) of the character n-grams of every token but the
+        separators. Each distinct token's grams are looked up once per call; those of vocabulary
+        words are kept between calls (at most V entries, so memory stays flat on any input)."""
+        lo, hi = self.spec.char_ngrams
+        cache = self._char_cache
+        local: dict = {}
+        parts = []
+
+        def grams_of(token):                                    # -> index into parts
+            j = local.get(token)
+            if j is None:
+                g = cache.get(token)
+                if g is None:
+                    g = self._gram_ids(char_ngrams(token, lo, hi))
+                    g = g[g >= 0]
+                    if token in self._lookup:
+                        cache[token] = g
+                j = local[token] = len(parts)
+                parts.append(g)
+            return j
+
+        pos = np.flatnonzero(ids >= 0)                          # (T,) tokens that are words
+        which = np.fromiter(map(grams_of, [tokens[i] for i in pos.tolist()]), dtype=np.int64, count=len(pos))
+        if not parts:
+            return np.zeros(0, np.int64), pos
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))   # (U,)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = np.concatenate(parts)                            # the grams of each distinct token
+        n = lengths[which]                                      # (T,) grams per token
+        ends = np.cumsum(n)
+        take = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[which], n)
+        return flat[take], np.repeat(pos, n)
 
     def counts(self, texts: list):
         """Unweighted X: CSR (N, D) of counts for the bag kinds, (N, T) int32 ids for embed_concat."""

@@ -442,7 +442,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
             i = np.concatenate([best_ids[c], part])
             keep = np.argsort(-s, kind="stable")[:top]
             best[c], best_ids[c] = s[keep], i[keep]
-    r["top_features"] = {model.labels[c]: [(vocab[i], float(np.exp(s))) for i, s in zip(best_ids[c].tolist(),
+    r["top_features"] = {model.labels[c]: [(explain.feature_name(i, vocab), float(np.exp(s))) for i, s in zip(best_ids[c].tolist(),
                                                                                        best[c].tolist())]
                          for c in range(C)}
     if data_path is not None:
@@ -477,7 +477,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
             cos = E @ E[j] / (norms * norms[j])
             cos[[0, 1, j]] = -np.inf
             nn_ids = np.argsort(-cos, kind="stable")[:top]
-            r["neighbours"][w] = [(vocab[i], float(cos[i])) for i in nn_ids.tolist()]
+            r["neighbours"][w] = [(explain.feature_name(i, vocab), float(cos[i])) for i in nn_ids.tolist()]
     return r
 
 

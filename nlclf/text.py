@@ -90,3 +90,19 @@ def ngrams(tokens: list, n: int) -> list:
     for size in range(2, n + 1):
         out.extend(NGRAM_SEP.join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
     return out
+
+
+CHAR_MARK = "\t"  # starts every character n-gram: no token or word n-gram holds a tab
+
+
+def char_ngrams(token: str, lo: int, hi: int) -> list:
+    """The character n-grams, lengths lo..hi, of ``<token>`` (fastText's subwords: ``<`` and
+    ``>`` mark the word's start and end), each prefixed by CHAR_MARK; the lone markers are left
+    out. 'ab', 1, 3 -> a b <a ab b> <ab ab>."""
+    w = f"<{token}>"
+    out = []
+    for n in range(lo, hi + 1):
+        out.extend(CHAR_MARK + w[i:i + n] for i in range(len(w) - n + 1))
+    if lo == 1:
+        out = out[1:len(w) - 1] + out[len(w):]        # drop the grams '<' and '>'
+    return out

@@ -453,6 +453,11 @@ BAD_CASES = {
                                    keyed("modle", "did you mean 'model'")),
     "embed-concat-with-ngrams": config_bad(with_config(features={"kind": "embed_concat", "ngrams": 2}),
                                            keyed("features.ngrams", "embed_concat")),
+    "embed-concat-with-char-ngrams": config_bad(
+        with_config(features={"kind": "embed_concat", "char_ngrams": [2, 4]}),
+        keyed("features.char_ngrams", "embed_concat")),
+    "char-ngrams-min-above-max": config_bad(with_config(features={"char_ngrams": [5, 2]}),
+                                            keyed("features.char_ngrams", "[5, 2]")),
     "encoding-utf16": config_bad(with_config(data={"encoding": "utf-16"}), keyed("data.encoding", "utf-16")),
     "seed-negative": config_bad(with_config(seed=-1), keyed("seed", "-1")),
     "several-problems-at-once": case_multiple_problems,

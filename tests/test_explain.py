@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nlclf.explain import attribute, explain
+from nlclf.explain import attribute, explain, feature_name
 from nlclf.features import FeatureSpec, Featurizer, bucket_of
 from nlclf.model import Classifier
 from nlclf.nn import mlp
@@ -174,3 +174,8 @@ def test_float32_model_runs():
     r = explain(m, ["great movie"], k=2)[0]
     assert len(r["toward"]) + len(r["against"]) >= 1 and isinstance(r["proba"], float)
     assert sp.issparse(attribute(m.params, m.spec, m.featurizer.transform(["great"]))[2])
+
+
+def test_feature_names_of_words_ngrams_character_ngrams_and_buckets():
+    tokens = ["<pad>", "<unk>", "great", "not great", "\t<gre", "\ting>"]
+    assert [feature_name(j, tokens) for j in range(2, 7)] == ["great", "not great", "~<gre", "~ing>", "#bucket0"]

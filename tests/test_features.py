@@ -5,7 +5,7 @@ import pytest
 
 from nlclf.features import FeatureSpec, Featurizer, bucket_of
 from nlclf.nn import mlp
-from nlclf.text import make_tokenizer, ngrams
+from nlclf.text import CHAR_MARK, char_ngrams, make_tokenizer, ngrams
 from nlclf.vocab import PAD_ID, UNK_ID, Vocabulary
 
 from test_gradients import check
@@ -140,3 +140,38 @@ def test_nb_spread_is_the_same_computed_in_blocks():
     whole = nb_spread(X, [0, 1, 2, 0], 0.5)
     assert np.array_equal(nb_spread(X, [0, 1, 2, 0], 0.5, block=3), whole)
     assert whole.shape == (f.n_features,) and np.all(whole >= 0)
+
+
+def test_char_ngrams_of_a_word():
+    assert char_ngrams("ab", 1, 3) == [CHAR_MARK + g for g in ["a", "b", "<a", "ab", "b>", "<ab", "ab>"]]
+    assert char_ngrams("cat", 3, 3) == [CHAR_MARK + g for g in ["<ca", "cat", "at>"]]
+    assert char_ngrams("a", 4, 6) == []                  # "<a>" is shorter than every length asked
+
+
+def test_char_ngrams_counted_from_training_and_given_to_unknown_words():
+    f = bow(char_ngrams=(3, 3), min_count=2)
+    vocab = set(f.vocab.tokens)
+    # 'cat' occurs twice in TEXTS, so its grams <ca, cat, at> reach min_count 2; <ma only in 'mat', once
+    assert {CHAR_MARK + "<ca", CHAR_MARK + "cat", CHAR_MARK + "at>"} <= vocab
+    assert CHAR_MARK + "<ma" not in vocab and "mat" not in vocab
+    X = f.transform(["scat", "cat"])                     # scat: an unknown word sharing "cat", "at>"
+    names = [{f.vocab.tokens[j] for j in X[i].indices} for i in range(2)]
+    assert names[0] == {"<unk>", CHAR_MARK + "cat", CHAR_MARK + "at>"}
+    assert names[1] == {"cat", CHAR_MARK + "<ca", CHAR_MARK + "cat", CHAR_MARK + "at>"}
+
+
+def test_char_ngrams_hashed_cached_and_the_same_in_any_batch():
+    f = bow(char_ngrams=(2, 4), hash_buckets=16)
+    texts = ["the zebra sat", "zebra zebra", "", "the cat"]
+    X = f.transform(texts)
+    V = len(f.vocab)
+    assert X[1].indices.max() >= V                       # unseen grams of 'zebra' went to buckets
+    assert np.all(X[1].data % 2 == 0)                    # 'zebra' twice: every column counted twice
+    again = f.transform(texts)                           # vocabulary words' grams now come from the cache
+    one_by_one = [f.transform([t]) for t in texts]
+    for i in range(len(texts)):
+        assert dict(zip(X[i].indices, X[i].data)) == dict(zip(again[i].indices, again[i].data))
+        assert dict(zip(X[i].indices, X[i].data)) == dict(zip(one_by_one[i].indices, one_by_one[i].data))
+    expected = {f.vocab.index.get(g, V + bucket_of(g, 16)) for g in ["the", *char_ngrams("the", 2, 4),
+                                                                     "cat", *char_ngrams("cat", 2, 4)]}
+    assert set(X[3].indices) == expected
