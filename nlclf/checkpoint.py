@@ -246,6 +246,8 @@ def save_state(directory, state, config: Config, extra: dict | None = None) -> N
     arrays = {f"param.{k}": v for k, v in state.params.items()}
     arrays.update({f"best.{k}": v for k, v in state.best_params.items()})
     arrays.update({f"opt.{k}": v for k, v in state.opt_arrays.items()})
+    for i, member in enumerate(state.members):                  # an ensemble's finished members
+        arrays.update({f"member{i}.{k}": v for k, v in member.items()})
     if state.order is not None:
         arrays["order"] = state.order
     meta = {"format_version": FORMAT_VERSION, "config": to_dict(config),
@@ -254,6 +256,7 @@ def save_state(directory, state, config: Config, extra: dict | None = None) -> N
             "best_score": state.best_score if math.isfinite(state.best_score) else None,
             "since_best": state.since_best, "history": state.history, "done": state.done,
             "opt_t": state.opt_t, "rng_state": state.rng_state,
+            "member": state.member, "members_info": state.members_info,
             "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
             "sha256": checksum(arrays)}
     if extra:
@@ -289,7 +292,11 @@ def load_state(directory):
                       order=arrays.get("order"), loss_sum=float(meta["loss_sum"]), step=int(meta["step"]),
                       best_params=group("best."), best_epoch=int(meta["best_epoch"]),
                       best_score=-math.inf if best is None else float(best),
-                      since_best=int(meta["since_best"]), history=list(meta["history"]), done=bool(meta["done"]))
+                      since_best=int(meta["since_best"]), history=list(meta["history"]), done=bool(meta["done"]),
+                      member=int(meta.get("member", 0)), members_info=list(meta.get("members_info", [])))
+        state.members = [group(f"member{i}.") for i in range(len(state.members_info))]
+        _expect(state.member == len(state.members), meta_path,
+                f"damaged training state (member {state.member} with {len(state.members)} finished before it)")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: damaged training state ({e})") from None
     return state, meta

@@ -133,8 +133,12 @@ def train(config: str = typer.Argument(..., help="YAML config file."),
     except KeyboardInterrupt:
         _err("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED)
-    parts = [f"{r['out_dir']}: best epoch {r['best_epoch']}/{len(r['history'])}",
-             f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
+    if r.get("members"):
+        best = (f"ensemble of {len(r['members'])}, best epochs "
+                + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
+    else:
+        best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
+    parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
     if "test" in r["final"]:
         parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
     parts.append(f"{r['total_seconds']:.1f} s")
@@ -242,7 +246,9 @@ def inspect(model: str = typer.Argument(..., help="Model folder written by nlclf
     if as_json:
         print(json.dumps(r, ensure_ascii=False, indent=2))
         return
-    print(f"{r['model']}: {r['kind']} features, hidden {r['hidden']} ({r['activation']}), "
+    ens = (f" = an ensemble of {r['ensemble']} networks of hidden {r['member_hidden']}, side by side"
+           if r["ensemble"] > 1 else "")
+    print(f"{r['model']}: {r['kind']} features, hidden {r['hidden']}{ens} ({r['activation']}), "
           f"{len(r['labels'])} labels, {r['n_parameters']:,} parameters")
     print("parameters: " + ", ".join(f"{k} {tuple(v)}" for k, v in r["parameters"].items()))
     print(f"vocabulary: {r['vocab_size']:,} entries, {r['n_features']:,} input features, temperature {r['temperature']:.3g}")

@@ -82,6 +82,7 @@ class TrainConfig:
     metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
     dtype: str = "float32"
     calibrate: bool = False             # fit a softmax temperature on the dev set after training
+    ensemble: int = 1                   # K networks from K seeds, merged into one averaging their logits
     checkpoint_seconds: float = 30.0    # save the training state at an epoch's end when this long since the last save (0: every epoch)
 
 
@@ -168,6 +169,7 @@ RULES = {
     "train.patience": _range(0),
     "train.metric": _choice(("accuracy", "macro_f1")),
     "train.dtype": _choice(("float32", "float64")),
+    "train.ensemble": _range(1, 64),
     "train.checkpoint_seconds": _range(0),
 }
 

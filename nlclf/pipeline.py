@@ -24,7 +24,7 @@ from .errors import CheckpointError, ConfigError, DataError, OutputError
 from .features import Featurizer
 from .model import Classifier
 from .nn import mlp
-from .train import fit, predict_logits
+from .train import Result, evaluate, fit, predict_logits
 from .nn.losses import log_softmax, softmax
 from .text import SEP
 from .vocab import PAD_ID, LabelSet
@@ -98,28 +98,64 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
                 state=None, should_stop=None, on_checkpoint=None):
     """Build the network for fitted features, initialise it (pretrained rows included) and
     train it: returns (Classifier with the best dev epoch's weights, train.Result).
-    With ``state`` (a saved train.State) training continues from it instead."""
+    With ``state`` (a saved train.State) training continues from it instead.
+
+    With ``train.ensemble`` K > 1, K members are trained one after the other, each from its own
+    initialisation, shuffles and dropout (member 0 from ``rng``, member k from the generator
+    seeded [seed, k]) and each stopped on dev by itself; they are merged into one network
+    averaging their logits (mlp.merge), scored on dev as a whole. ``on_checkpoint(state, why,
+    best_model)`` gets a function returning the model so far: the finished members and the
+    best weights of the one in training."""
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)
-    params = mlp.init_params(spec, rng, dtype)
+    vectors = None
     if cfg.features.pretrained and cfg.features.kind != "bow":
-        ids, vecs = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root)),
-                                      featurizer.vocab.index, cfg.features.embed_dim)
-        params["E"][ids] = vecs
-        log(f"pretrained vectors cover {len(ids)} of {len(featurizer.vocab) - 2} vocabulary words "
-            f"({len(ids) / max(1, len(featurizer.vocab) - 2):.1%})")
-    decay = {name: cfg.train.weight_decay for name in params if not name.startswith("b") and name != "E"}
-    if "E" in params:
+        vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root)),
+                                    featurizer.vocab.index, cfg.features.embed_dim)
+        log(f"pretrained vectors cover {len(vectors[0])} of {len(featurizer.vocab) - 2} vocabulary words "
+            f"({len(vectors[0]) / max(1, len(featurizer.vocab) - 2):.1%})")
+    decay = {name: cfg.train.weight_decay for name in mlp.param_shapes(spec)
+             if not name.startswith("b") and name != "E"}
+    if cfg.features.kind != "bow":
         decay["E"] = cfg.features.embed_l2
-    lr_mult = {"E": cfg.features.embed_lr} if "E" in params else {}
+    lr_mult = {"E": cfg.features.embed_lr} if cfg.features.kind != "bow" else {}
 
-    if state is not None:
-        if {k: v.shape for k, v in state.params.items()} != {k: v.shape for k, v in params.items()}:
-            raise CheckpointError("the saved training state does not match the network of this config")
-        params = state.params
-    result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng, decay, lr_mult, on_progress,
-                 state, should_stop, on_checkpoint)
-    return Classifier(featurizer, spec, result.params, list(labels)), result
+    K = cfg.train.ensemble
+    members = list(state.members) if state is not None else []
+    infos = list(state.members_info) if state is not None else []
+    result = None
+    for k in range(len(members), K):
+        rng_k = rng if k == 0 else np.random.default_rng([cfg.seed, k])
+        params = mlp.init_params(spec, rng_k, dtype)
+        if vectors is not None:
+            params["E"][vectors[0]] = vectors[1]
+        resumed = state if state is not None and state.member == k else None
+        if resumed is not None:
+            if {n: v.shape for n, v in resumed.params.items()} != {n: v.shape for n, v in params.items()}:
+                raise CheckpointError("the saved training state does not match the network of this config")
+            params = resumed.params
+        if K > 1:
+            log(f"ensemble member {k + 1} of {K}")
+
+        def member_checkpoint(st, why, k=k):
+            st.member, st.members, st.members_info = k, members, infos
+            on_checkpoint(st, why, lambda: Classifier(featurizer, *mlp.merge(spec, members + [st.best_params]),
+                                                      list(labels)))
+
+        result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng_k, decay, lr_mult, on_progress,
+                     resumed, should_stop, member_checkpoint if on_checkpoint else None)
+        members.append(result.params)
+        infos.append(result.summary())
+    if K == 1:
+        return Classifier(featurizer, spec, result.params, list(labels)), result
+    wide, params = mlp.merge(spec, members)
+    dev = evaluate(params, wide, X_dev, y_dev)
+    history = [dict(h, member=k + 1) for k, info in enumerate(infos) for h in info["history"]]
+    result = Result(params=params, best_epoch=int(np.median([i["best_epoch"] for i in infos])),
+                    best_score=dev[cfg.train.metric], history=history,
+                    train_seconds=sum(i["train_seconds"] for i in infos), steps=sum(i["steps"] for i in infos),
+                    members=[{n: v for n, v in i.items() if n != "history"} for i in infos])
+    return Classifier(featurizer, wide, params, list(labels)), result
 
 
 def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
@@ -216,24 +252,24 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
     featurize_seconds = time.perf_counter() - t0
 
-    spec = net_spec(cfg, featurizer, len(label_set))
-    saved = {"time": time.perf_counter(), "best_epoch": 0}
+    saved = {"time": time.perf_counter(), "best": (0, 0)}
 
-    def on_checkpoint(st, why):
+    def on_checkpoint(st, why, best_model):
         """At an epoch's end (at most every checkpoint_seconds) and on interruption: the best
         model so far, if it changed, then the state to resume from."""
         now = time.perf_counter()
         if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
             return
-        if st.best_epoch != saved["best_epoch"]:
+        if (st.member, st.best_epoch) != saved["best"]:
             checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
-            checkpoint.save(out, Classifier(featurizer, spec, st.best_params, label_set.labels), cfg)
-            saved["best_epoch"] = st.best_epoch
+            checkpoint.save(out, best_model(), cfg)
+            saved["best"] = (st.member, st.best_epoch)
         checkpoint.save_state(out, st, cfg)
         saved["time"] = now
 
     model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
                                 on_progress, log, state, should_stop, on_checkpoint)
+    spec = model.spec
 
     z_dev = predict_logits(model.params, spec, X_dev)
     final = {"dev": metrics.report(y_dev, z_dev.argmax(1), label_set.labels)}
@@ -267,9 +303,10 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         "labels": label_set.labels,
         "features": {"kind": cfg.features.kind, "vocab_size": len(featurizer.vocab),
                      "n_features": featurizer.n_features},
-        "model": {"hidden": list(spec.hidden), "activation": spec.activation,
-                  "parameters": mlp.n_params(model.params)},
+        "model": {"hidden": list(cfg.model.hidden), "activation": spec.activation,
+                  "parameters": mlp.n_params(model.params), "ensemble": cfg.train.ensemble},
         "metric": cfg.train.metric, "best_epoch": result.best_epoch, "best_score": result.best_score,
+        "members": result.members,
         "history": result.history, "final": final,
         "featurize_seconds": featurize_seconds, "train_seconds": result.train_seconds,
         "steps": result.steps, "total_seconds": time.perf_counter() - t_start,
@@ -426,6 +463,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
     spec, fz = model.spec, model.featurizer
     vocab = fz.vocab.tokens
     r = {"model": str(model_dir), "kind": spec.input_kind, "hidden": list(spec.hidden),
+         "ensemble": cfg.train.ensemble, "member_hidden": list(cfg.model.hidden),
          "activation": spec.activation, "labels": model.labels, "temperature": model.temperature,
          "vocab_size": len(vocab), "n_features": fz.n_features,
          "parameters": {k: list(v.shape) for k, v in model.params.items()},

@@ -62,17 +62,26 @@ def learning_curves(history: list, path) -> Path:
     """
     fig = _figure(10, 4)
     loss_ax, score_ax = fig.subplots(1, 2)
-    epochs = [h["epoch"] for h in history]
+    runs = {}                                       # an ensemble's records carry their member
+    for h in history:
+        runs.setdefault(h.get("member", 1), []).append(h)
 
-    def series(key):
-        return [np.nan if h.get(key) is None else float(h[key]) for h in history]
+    def series(hs, key):
+        return [np.nan if h.get(key) is None else float(h[key]) for h in hs]
 
-    loss_ax.plot(epochs, series("train_loss"), "o-", label="train loss")
-    loss_ax.plot(epochs, series("dev_loss"), "s-", label="dev loss")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    score_ax.plot(epochs, series("dev_accuracy"), "o-", color="tab:green", label="dev accuracy")
-    score_ax.plot(epochs, series("dev_macro_f1"), "s--", color="tab:purple", label="dev macro-F1")
-    score_ax.set(xlabel="epoch", ylabel="score", title="Dev scores")
+    for member, hs in runs.items():
+        epochs = [h["epoch"] for h in hs]
+        alpha = 1.0 if len(runs) == 1 else 0.55
+        tag = "" if member == min(runs) else "_"   # one legend entry per curve kind
+        loss_ax.plot(epochs, series(hs, "train_loss"), "o-", color="tab:blue", alpha=alpha, label=tag + "train loss")
+        loss_ax.plot(epochs, series(hs, "dev_loss"), "s-", color="tab:orange", alpha=alpha, label=tag + "dev loss")
+        score_ax.plot(epochs, series(hs, "dev_accuracy"), "o-", color="tab:green", alpha=alpha,
+                      label=tag + "dev accuracy")
+        score_ax.plot(epochs, series(hs, "dev_macro_f1"), "s--", color="tab:purple", alpha=alpha,
+                      label=tag + "dev macro-F1")
+    members = f" ({len(runs)} ensemble members)" if len(runs) > 1 else ""
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="Loss" + members)
+    score_ax.set(xlabel="epoch", ylabel="score", title="Dev scores" + members)
     for ax in (loss_ax, score_ax):
         ax.grid(alpha=0.3)
         ax.legend()

@@ -26,6 +26,15 @@ def metrics_table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def _best_epoch_lines(r: dict) -> list:
+    if not r.get("members"):
+        return [f"- best epoch: {r['best_epoch']} of {len(r['history'])} (dev {r['metric']} {r['best_score']:.4f})"]
+    ms = r["members"]
+    return [f"- ensemble of {len(ms)} networks (logits averaged): dev {r['metric']} {r['best_score']:.4f}; "
+            f"each member alone: " + ", ".join(f"{m['best_score']:.4f}" for m in ms),
+            "- best epochs of the members: " + ", ".join(f"{m['best_epoch']} of {m['epochs']}" for m in ms)]
+
+
 def train_markdown(r: dict) -> str:
     out = [f"# nlclf training report", "",
            f"- training examples: {r['data']['train']}, dev: {r['data']['dev']}, test: {r['data']['test']}",
@@ -34,14 +43,16 @@ def train_markdown(r: dict) -> str:
            f"input width {r['features']['n_features']}",
            f"- network: hidden {r['model']['hidden']}, {r['model']['activation']}, "
            f"{r['model']['parameters']:,} parameters",
-           f"- best epoch: {r['best_epoch']} of {len(r['history'])} (dev {r['metric']} {r['best_score']:.4f})",
+           *_best_epoch_lines(r),
            f"- training loop: {r['train_seconds']:.2f} s; whole run {r['total_seconds']:.2f} s", "",
-           "## Epochs", "",
-           "| epoch | train loss | dev loss | dev accuracy | dev macro-F1 | lr | seconds |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
+           "## Epochs", ""]
+    members = bool(r.get("members"))
+    out += ["| " + ("member | " if members else "") + "epoch | train loss | dev loss | dev accuracy | dev macro-F1 "
+            "| lr | seconds |", "|" + "---:|" * (7 + members)]
     for h in r["history"]:
-        out.append(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['dev_loss']:.4f} | {h['dev_accuracy']:.4f} "
-                   f"| {h['dev_macro_f1']:.4f} | {h['lr']:.3g} | {h['seconds']:.2f} |")
+        out.append("| " + (f"{h['member']} | " if members else "") + f"{h['epoch']} | {h['train_loss']:.4f} "
+                   f"| {h['dev_loss']:.4f} | {h['dev_accuracy']:.4f} | {h['dev_macro_f1']:.4f} | {h['lr']:.3g} "
+                   f"| {h['seconds']:.2f} |")
     cal = r.get("calibration")
     if cal:
         out += ["", f"Calibration: softmax temperature {cal['temperature']:.3f} fitted on dev; expected calibration "

@@ -47,6 +47,9 @@ class State:
     since_best: int = 0
     history: list = field(default_factory=list)
     done: bool = False
+    member: int = 0                   # ensembles: the member in training (0-based) ...
+    members: list = field(default_factory=list)        # ... the finished members' best weights
+    members_info: list = field(default_factory=list)   # ... and their summaries (Result.summary)
 
 
 @dataclass
@@ -57,6 +60,12 @@ class Result:
     history: list = field(default_factory=list)
     train_seconds: float = 0.0        # the minibatch loop alone, dev evaluation excluded
     steps: int = 0
+    members: list = field(default_factory=list)   # ensembles: each member's summary()
+
+    def summary(self) -> dict:
+        """What a report keeps of one member's training."""
+        return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs": len(self.history),
+                "train_seconds": self.train_seconds, "steps": self.steps, "history": self.history}
 
 
 def n_rows(X) -> int:

@@ -456,6 +456,7 @@ BAD_CASES = {
     "embed-concat-with-char-ngrams": config_bad(
         with_config(features={"kind": "embed_concat", "char_ngrams": [2, 4]}),
         keyed("features.char_ngrams", "embed_concat")),
+    "ensemble-of-none": config_bad(with_config(train={"ensemble": 0}), keyed("train.ensemble", "0")),
     "char-ngrams-min-above-max": config_bad(with_config(features={"char_ngrams": [5, 2]}),
                                             keyed("features.char_ngrams", "[5, 2]")),
     "encoding-utf16": config_bad(with_config(data={"encoding": "utf-16"}), keyed("data.encoding", "utf-16")),

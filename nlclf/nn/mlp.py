@@ -8,6 +8,7 @@ gradient has its parameter's shape (a row-sparse ``Rows`` for the first layer).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -208,6 +209,62 @@ def add_l2(params: dict, grads: dict, decay: dict) -> float:
             penalty += 0.5 * lam * float((W * W).sum())
             g += lam * W
     return penalty
+
+
+def _block_diag(blocks: list) -> np.ndarray:
+    """(sum of rows, sum of columns) with the blocks on the diagonal, zeros elsewhere."""
+    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)), blocks[0].dtype)
+    r = c = 0
+    for b in blocks:
+        out[r:r + b.shape[0], c:c + b.shape[1]] = b
+        r, c = r + b.shape[0], c + b.shape[1]
+    return out
+
+
+def merge(spec: NetSpec, members: list) -> tuple:
+    """K networks of one spec as one network whose logits are the mean of theirs:
+    z = (1/K) Σ_k z_k. Returns (spec with every width K times larger, params).
+
+    Side by side, member k's hidden units (and embedding columns) form block k of each layer:
+    a layer reading the shared input (the bag, or the ids of E) is the members' weights
+    concatenated along the output (D, K·H); a layer reading blocks is block-diagonal
+    (K·H, K·H'); the output layer averages: mean of U_k on the shared bag, or U_k/K
+    stacked (K·H, C). For embed_concat, f holds T positions of K·e columns, so H1's rows
+    are interleaved to match. Dropout is off at prediction, so the merged forward pass is
+    exactly the mean of the members'.
+    """
+    K = len(members)
+    if K == 1:
+        return spec, dict(members[0])
+    layers = plan(spec)
+    params = {}
+    stacked = False                                  # does the current layer read K blocks?
+    for i, layer in enumerate(layers):
+        Ws = [m[layer.W] for m in members]
+        last = i == len(layers) - 1
+        if i == 1 and spec.input_kind == "embed_concat":                   # rows (t, k, d)
+            T, e, H = spec.max_tokens, spec.embed_dim, Ws[0].shape[1]
+            if last:
+                W = np.stack([Wk.reshape(T, e, H) / K for Wk in Ws], axis=1).reshape(T * K * e, H)
+            else:
+                W = np.zeros((T, K, e, K, H), Ws[0].dtype)                  # columns (k, h)
+                for k, Wk in enumerate(Ws):
+                    W[:, k, :, k, :] = Wk.reshape(T, e, H)
+                W = W.reshape(T * K * e, K * H)
+        elif last:
+            W = (np.mean(Ws, axis=0) if not stacked else np.concatenate(Ws) / K).astype(Ws[0].dtype)
+        elif not stacked:
+            W = np.concatenate(Ws, axis=1)                                  # (D, K·H) or (V, K·e)
+        else:
+            W = _block_diag(Ws)                                             # (K·H, K·H')
+        params[layer.W] = W
+        if layer.b:
+            bs = [m[layer.b] for m in members]
+            params[layer.b] = np.mean(bs, axis=0).astype(bs[0].dtype) if last else np.concatenate(bs)
+        stacked = True
+    wide = dataclasses.replace(spec, hidden=tuple(K * h for h in spec.hidden),
+                               embed_dim=K * spec.embed_dim)
+    return wide, params
 
 
 def predict_proba(params: dict, spec: NetSpec, X, temperature: float = 1.0):
