@@ -66,7 +66,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = "adam"
-    lr: float = 0.001
+    lr: float = 0.0003
     momentum: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
@@ -74,9 +74,9 @@ class TrainConfig:
     schedule: str = "constant"
     warmup: int = 0                     # steps of linear warm-up
     batch_size: int = 64
-    epochs: int = 10
+    epochs: int = 20
     weight_decay: float = 0.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     clip_norm: float = 0.0              # 0: no clipping
     patience: int = 3                   # epochs without a better dev score before stopping (0: never)
     metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch

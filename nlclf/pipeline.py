@@ -480,8 +480,8 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
             i = np.concatenate([best_ids[c], part])
             keep = np.argsort(-s, kind="stable")[:top]
             best[c], best_ids[c] = s[keep], i[keep]
-    r["top_features"] = {model.labels[c]: [(explain.feature_name(i, vocab), float(np.exp(s))) for i, s in zip(best_ids[c].tolist(),
-                                                                                       best[c].tolist())]
+    r["top_features"] = {model.labels[c]: [(explain.feature_name(i, vocab), float(np.exp(s)))
+                                           for i, s in zip(best_ids[c].tolist(), best[c].tolist())]
                          for c in range(C)}
     if data_path is not None:
         texts = data.iter_texts([str(data_path)], cfg.data)

@@ -16,7 +16,7 @@ EPS = 1e-6
 
 
 def make(kind, hidden=(), activation="tanh", seed=0, **features):
-    features = {"ngrams": 1, "weighting": "count", **features}     # hand-set models: plain counts
+    features = {"ngrams": 1, "weighting": "count", "min_count": 1, **features}   # hand-set: plain counts, every word
     spec_f = FeatureSpec(kind=kind, tokenizer="whitespace", embed_dim=3, max_tokens=5, **features)
     f = Featurizer(spec_f).fit(TRAIN)
     spec = mlp.NetSpec(input_kind=kind, n_inputs=f.n_features, n_classes=len(LABELS), hidden=tuple(hidden),

@@ -48,7 +48,7 @@ def test_vocabulary_order_thresholds_and_reserved():
 
 
 def bow(y=Y, **kw):
-    kw = {"ngrams": 1, "weighting": "count", **kw}      # the cases below are written for plain counts
+    kw = {"ngrams": 1, "weighting": "count", "min_count": 1, **kw}   # the cases below: plain counts, every word
     return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS, y)
 
 
@@ -124,7 +124,7 @@ def test_gradient_through_each_weighting_with_ngrams_and_hashing(weighting, rng)
 
 @pytest.mark.parametrize("truncate,expected", [("head", ["the", "cat", "sat"]), ("tail", ["on", "the", "mat"])])
 def test_embed_concat_pads_and_truncates(truncate, expected):
-    f = Featurizer(FeatureSpec(kind="embed_concat", tokenizer="whitespace", max_tokens=3,
+    f = Featurizer(FeatureSpec(kind="embed_concat", tokenizer="whitespace", max_tokens=3, min_count=1,
                                truncate=truncate)).fit(TEXTS)
     X = f.transform(["the cat sat on the mat", "dog", "", "zebra"])
     assert X.shape == (4, 3) and X.dtype == np.int32

@@ -20,7 +20,7 @@ def small_cfg(tmp_path, **over):
     write_data(tmp_path, n=12)
     text = """
 data: {train: train.tsv, dev: dev.tsv}
-features: {kind: bow, ngrams: 1}
+features: {kind: bow, ngrams: 1, min_count: 1}   # a tiny set: every word counts
 model: {hidden: [8]}
 train: {epochs: 10, lr: 0.03, batch_size: 8, patience: 0}
 """
