@@ -2,7 +2,7 @@
 
 Reads the texts of ``--train`` (``label<TAB>text``) into a list (``read_seconds``), then
 times ``Featurizer(FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1,
-weighting="count")).fit_transform``
+weighting="count", min_count=1)).fit_transform``
 on them (vocabulary pass + counts to CSR: ``seconds``). Tokens are ``X.sum()`` (every
 token is in the vocabulary, so that is the whitespace token count). Run it under
 ``bench/measure.py`` for its peak memory, which includes the texts held in the list.
@@ -29,7 +29,8 @@ def main(argv=None):
         texts = [line.rstrip("\n").split("\t", 1)[1] for line in f]
     read_seconds = time.perf_counter() - t0
 
-    spec = FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1, weighting="count", workers=args.workers)
+    spec = FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1, weighting="count", min_count=1,
+                       workers=args.workers)
     t0 = time.perf_counter()
     X = Featurizer(spec).fit_transform(texts)
     seconds = time.perf_counter() - t0
