@@ -153,7 +153,8 @@ def run_unit(unit):
             "accuracy": 100 * float(acc), "fit_seconds": round(fit_s, 3),
             "train_seconds": round(float(result.train_seconds), 3),
             "best_epoch": int(result.best_epoch), "dev_score": 100 * float(result.best_score),
-            "epochs_run": len(result.history), "n_train": len(train[0]), "n_test": len(test[0])}
+            "epochs_run": len(result.history), "members": max(1, len(result.members)),
+            "n_train": len(train[0]), "n_test": len(test[0])}
 
 
 # ---------------------------------------------------------------------------- summaries
@@ -179,6 +180,7 @@ def summarise(runs, seeds):
                 "train_seconds_mean": round(float(np.mean([r["train_seconds"] for r in rs])), 2),
                 "best_epoch_mean": round(float(np.mean([r["best_epoch"] for r in rs])), 1),
                 "epochs_run_mean": round(float(np.mean([r["epochs_run"] for r in rs])), 1),
+                "members": max(r.get("members", 1) for r in rs),
             }
     return out
 
@@ -320,6 +322,11 @@ def markdown(info, summary, peers, runs, tgt, notes):
                 L.append(f"| {label} | {name} | {s['runs']} | {', '.join(f'{v:.2f}' for v in s['per_seed'])} | "
                          f"{s['fit_seconds_mean']:.1f} ({s['train_seconds_mean']:.1f}) | "
                          f"{s['fit_seconds_total']:.0f} | {s['best_epoch_mean']} | {s['epochs_run_mean']} |")
+    ensembles = [(label, name, s["members"]) for label, row in summary.items() for name, s in row.items()
+                 if s.get("members", 1) > 1]
+    if ensembles:
+        L += ["", "Ensembles (" + ", ".join(f"{label} on {name}: {k} networks" for label, name, k in ensembles)
+              + "): best epoch is the members' median, epochs run their sum, seconds the whole ensemble's."]
     L += ["", f"Raw numbers: `{info['json']}`.", ""]
     return "\n".join(L)
 
