@@ -37,7 +37,7 @@ class FeatureSpec:
     strip_accents: bool = False
     strip_punct: bool = False
     max_chars: int = 0                # cut each text to this many characters (0: no limit)
-    min_count: int = 2                # drop tokens and n-grams seen once in training
+    min_count: int = 1                # keep tokens and n-grams seen at least this often in training
     max_size: int = 0                 # keep the most frequent (0: no limit)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
