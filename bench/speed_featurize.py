@@ -2,7 +2,7 @@
 
 Reads the texts of ``--train`` (``label<TAB>text``) into a list (``read_seconds``), then
 times ``Featurizer(FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1,
-weighting="count", min_count=1)).fit_transform``
+weighting="count", min_count=1, char_ngrams=(), normalize=False)).fit_transform``
 on them (vocabulary pass + counts to CSR: ``seconds``). Tokens are ``X.sum()`` (every
 token is in the vocabulary, so that is the whitespace token count). Run it under
 ``bench/measure.py`` for its peak memory, which includes the texts held in the list.
@@ -30,7 +30,7 @@ def main(argv=None):
     read_seconds = time.perf_counter() - t0
 
     spec = FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1, weighting="count", min_count=1,
-                       workers=args.workers)
+                       char_ngrams=(), normalize=False, workers=args.workers)
     t0 = time.perf_counter()
     X = Featurizer(spec).fit_transform(texts)
     seconds = time.perf_counter() - t0

@@ -140,6 +140,7 @@ RULES = {
     "features.hash_buckets": _range(0, 2**24),
     "features.char_ngrams": (lambda v: len(v) == 0 or (len(v) == 2 and 1 <= v[0] <= v[1] <= 12),
                              "[] (none) or [min, max] with 1 <= min <= max <= 12"),
+    "features.char_weight": _range(0, None, True),
     "features.weighting": _choice(WEIGHTINGS),
     "features.nb_alpha": _range(0, None, True),
     "features.max_tokens": _range(1, 10000),
@@ -351,6 +352,8 @@ def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
     feats = raw.get("features")
     if isinstance(feats, dict) and feats.get("kind") == "embed_concat" and "ngrams" not in feats:
         feats["ngrams"] = 1                       # the default for the bag kinds is 2
+    if isinstance(feats, dict) and feats.get("kind") in ("embed_mean", "embed_concat") and "char_ngrams" not in feats:
+        feats["char_ngrams"] = []                 # the default [2, 5] is bow's
     problems = _Problems(source, lines)
     override_keys = {(parse_override(o)[0] if isinstance(o, str) else o[0]) for o in overrides}
     cfg = _build(raw, problems)

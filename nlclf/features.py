@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import parallel
-from .text import NGRAM_SEP, SEP, TOKENIZERS, char_ngrams, make_tokenizer, tokenize_many
+from .text import CHAR_MARK, NGRAM_SEP, SEP, TOKENIZERS, char_ngrams, make_tokenizer, tokenize_many
 from .vocab import PAD_ID, UNK_ID, Vocabulary
 
 KINDS = ("bow", "embed_mean", "embed_concat")
@@ -29,7 +29,8 @@ WEIGHTINGS = ("count", "binary", "log", "tfidf", "nb")
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """The ``features`` section of the config; defaults are the documented defaults."""
+    """The ``features`` section of the config; defaults are the documented defaults (config.load
+    makes ngrams 1 for embed_concat and char_ngrams [] for the embedding kinds unless they are set)."""
 
     kind: str = "bow"
     tokenizer: str = "regex"          # regex (Unicode words) | whitespace (pre-tokenized)
@@ -41,10 +42,11 @@ class FeatureSpec:
     max_size: int = 0                 # keep the most frequent (0: no limit)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
-    char_ngrams: tuple = ()           # (min, max): character n-grams of every word (bag kinds); (): none
+    char_ngrams: tuple = (2, 5)       # (min, max): character n-grams of every word (bag kinds); (): none
+    char_weight: float = 0.1          # each character n-gram's value relative to a word's (after weighting)
     weighting: str = "nb"             # count | binary | log | tfidf | nb
     nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
-    normalize: bool = False           # L2-normalise each row (bow)
+    normalize: bool = True            # L2-normalise each row (bow)
     max_tokens: int = 20              # T (embed_concat)
     truncate: str = "head"            # keep the head or the tail (embed_concat)
     embed_dim: int = 100              # e (embedding kinds)
@@ -87,11 +89,16 @@ class Featurizer:
         self.weights = weights                      # (D,) float32: idf (tfidf) or NB spread (nb)
         self.tokenize = make_tokenizer(spec.tokenizer, spec.lowercase, not spec.strip_accents,
                                        not spec.strip_punct, spec.max_chars)
-        self._lookup = self._char_cache = None
+        self._lookup = self._char_cache = self._scale = None
 
     @property
     def n_grams(self) -> int:
         return self.spec.ngrams if self.spec.kind != "embed_concat" else 1
+
+    @property
+    def char_range(self) -> tuple:
+        """(min, max) of the character n-grams; () for embed_concat, which has none."""
+        return tuple(self.spec.char_ngrams) if self.spec.kind != "embed_concat" else ()
 
     @property
     def n_features(self) -> int:
@@ -142,8 +149,8 @@ class Featurizer:
         """How often each token (and n-gram, and character n-gram) occurs in a batch of texts."""
         tokens = self._tokens(texts)
         counts = Counter(tokens)
-        if self.spec.char_ngrams:
-            lo, hi = self.spec.char_ngrams
+        if self.char_range:
+            lo, hi = self.char_range
             for token, c in list(counts.items()):
                 if token != SEP:
                     for g in char_ngrams(token, lo, hi):
@@ -160,7 +167,7 @@ class Featurizer:
             counts.update(c)
         counts.pop(SEP, None)
         self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
-        self._lookup = self._char_cache = None
+        self._lookup = self._char_cache = self._scale = None
         return self
 
     def token_ids(self, texts: list):
@@ -184,7 +191,7 @@ class Featurizer:
             found = gids >= 0
             out_ids.append(gids[found])
             out_rows.append(rows[pos[found]])
-        if self.spec.char_ngrams:
+        if self.char_range:
             cids, cpos = self._char_ids(tokens, ids)
             out_ids.append(cids)
             out_rows.append(rows[cpos])
@@ -207,7 +214,7 @@ class Featurizer:
         """(feature ids, positions in ``tokens``) of the character n-grams of every token but the
         separators. Each distinct token's grams are looked up once per call; those of vocabulary
         words are kept between calls (at most V entries, so memory stays flat on any input)."""
-        lo, hi = self.spec.char_ngrams
+        lo, hi = self.char_range
         cache = self._char_cache
         local: dict = {}
         parts = []
@@ -310,13 +317,26 @@ class Featurizer:
             X.data += 1.0
         if w in ("tfidf", "nb"):
             X.data *= self.weights[X.indices]
-        if self.spec.normalize:
+        if self.char_range and self.spec.char_weight != 1.0:
+            X.data *= self.char_scale()[X.indices]
+        if self.spec.normalize and self.spec.kind == "bow":
             sq = np.bincount(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), weights=X.data * X.data,
                              minlength=X.shape[0])
             norms = np.sqrt(sq).astype(np.float32)
             norms[norms == 0] = 1.0
             X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
+
+    def char_scale(self):
+        """(D,) float32: ``char_weight`` for the character n-grams, 1 for words, word n-grams
+        and hash buckets. Derived from the vocabulary (so never saved), built once."""
+        if self._scale is None:
+            is_char = np.fromiter((t.startswith(CHAR_MARK) for t in self.vocab.tokens), dtype=bool,
+                                  count=len(self.vocab))
+            scale = np.ones(self.n_features, dtype=np.float32)
+            scale[:len(self.vocab)][is_char] = self.spec.char_weight
+            self._scale = scale
+        return self._scale
 
 
 def nb_spread(X, y, alpha: float, block: int = 1 << 16):

@@ -459,6 +459,7 @@ BAD_CASES = {
     "ensemble-of-none": config_bad(with_config(train={"ensemble": 0}), keyed("train.ensemble", "0")),
     "char-ngrams-min-above-max": config_bad(with_config(features={"char_ngrams": [5, 2]}),
                                             keyed("features.char_ngrams", "[5, 2]")),
+    "char-weight-zero": config_bad(with_config(features={"char_weight": 0}), keyed("features.char_weight", "0")),
     "encoding-utf16": config_bad(with_config(data={"encoding": "utf-16"}), keyed("data.encoding", "utf-16")),
     "seed-negative": config_bad(with_config(seed=-1), keyed("seed", "-1")),
     "several-problems-at-once": case_multiple_problems,

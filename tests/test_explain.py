@@ -16,7 +16,8 @@ EPS = 1e-6
 
 
 def make(kind, hidden=(), activation="tanh", seed=0, **features):
-    features = {"ngrams": 1, "weighting": "count", "min_count": 1, **features}   # hand-set: plain counts, every word
+    features = {"ngrams": 1, "weighting": "count", "min_count": 1, "char_ngrams": (), "normalize": False,
+                **features}                          # hand-set models: plain counts of every word
     spec_f = FeatureSpec(kind=kind, tokenizer="whitespace", embed_dim=3, max_tokens=5, **features)
     f = Featurizer(spec_f).fit(TRAIN)
     spec = mlp.NetSpec(input_kind=kind, n_inputs=f.n_features, n_classes=len(LABELS), hidden=tuple(hidden),

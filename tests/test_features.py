@@ -48,7 +48,8 @@ def test_vocabulary_order_thresholds_and_reserved():
 
 
 def bow(y=Y, **kw):
-    kw = {"ngrams": 1, "weighting": "count", "min_count": 1, **kw}   # the cases below: plain counts, every word
+    kw = {"ngrams": 1, "weighting": "count", "min_count": 1, "char_ngrams": (), "char_weight": 1.0,
+          "normalize": False, **kw}                                      # the cases below: plain counts of every word
     return Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", **kw)).fit(TEXTS, y)
 
 
@@ -146,6 +147,21 @@ def test_char_ngrams_of_a_word():
     assert char_ngrams("ab", 1, 3) == [CHAR_MARK + g for g in ["a", "b", "<a", "ab", "b>", "<ab", "ab>"]]
     assert char_ngrams("cat", 3, 3) == [CHAR_MARK + g for g in ["<ca", "cat", "at>"]]
     assert char_ngrams("a", 4, 6) == []                  # "<a>" is shorter than every length asked
+
+
+def test_char_weight_scales_character_ngrams_only_and_before_normalizing():
+    plain, light = bow(char_ngrams=(3, 3), char_weight=1.0), bow(char_ngrams=(3, 3), char_weight=0.25)
+    texts = ["the cat", "scat the the", "cat sat on the mat"]
+    X1, X2 = plain.transform(texts).toarray(), light.transform(texts).toarray()
+    is_char = np.array([t.startswith(CHAR_MARK) for t in plain.vocab.tokens])
+    assert is_char.any() and (~is_char).any() and plain.vocab.tokens == light.vocab.tokens
+    assert np.array_equal(X2[:, ~is_char], X1[:, ~is_char])              # words (and <unk>) as they were
+    assert np.array_equal(X2[:, is_char], 0.25 * X1[:, is_char])
+    nb1, nb2 = bow(char_ngrams=(3, 3), weighting="nb", char_weight=1.0), bow(char_ngrams=(3, 3), weighting="nb", char_weight=0.5)
+    assert np.allclose(nb2.transform(texts).toarray(), nb1.transform(texts).toarray() * np.where(is_char, 0.5, 1.0))
+    normed = bow(char_ngrams=(3, 3), char_weight=0.25, normalize=True).transform(texts).toarray()
+    assert np.allclose(normed, X2 / np.linalg.norm(X2, axis=1, keepdims=True), atol=1e-6)
+    assert np.array_equal(bow(char_weight=0.25).transform(texts).toarray(), bow().transform(texts).toarray())
 
 
 def test_char_ngrams_counted_from_training_and_given_to_unknown_words():

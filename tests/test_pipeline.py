@@ -40,7 +40,8 @@ train: {{epochs: 8, lr: 0.01, batch_size: 16}}
 @pytest.mark.parametrize("kind,extra", [("bow", {}), ("bow", {"ngrams": 2, "hash_buckets": 64, "weighting": "tfidf"}),
                                         ("bow", {"ngrams": 2, "weighting": "nb", "nb_alpha": 0.5}),
                                         ("bow", {"char_ngrams": "[2,4]", "hash_buckets": 32}),
-                                        ("embed_mean", {"char_ngrams": "[3,5]", "weighting": "nb"}),
+                                        ("bow", {"char_ngrams": "[2,4]", "char_weight": 0.1, "normalize": "true"}),
+                                        ("embed_mean", {"char_ngrams": "[3,5]", "char_weight": 1.0, "weighting": "nb"}),
                                         ("embed_mean", {"word_dropout": 0.2}), ("embed_concat", {})])
 def test_train_save_load_predict_identically(kind, extra, tmp_path):
     cfg = cfg_for(kind, tmp_path, **extra)

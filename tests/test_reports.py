@@ -120,8 +120,10 @@ def test_inspect_shows_shape_features_and_unknown_words(trained, tmp_path):
     r = pipeline.run_inspect(root / "a", f, top=3)
     assert r["n_parameters"] == sum(int(__import__("numpy").prod(s)) for s in r["parameters"].values())
     assert r["unknown_rate"] == pytest.approx(3 / 5) and r["frequent_unknown"][0] == ("zebra", 2)
-    assert r["top_features"]["fruit"][0][0].split()[0] in TOPIC_WORDS["fruit"] or \
-        any(w in TOPIC_WORDS["fruit"] for w in r["top_features"]["fruit"][0][0].split())
+    top = r["top_features"]["fruit"][0][0]              # a word, an n-gram, or ~gram: a character n-gram
+    fruit = TOPIC_WORDS["fruit"]
+    assert (any(top[1:] in f"<{w}>" for w in fruit) if top.startswith("~")
+            else any(w in fruit for w in top.split())), top
     p = run("inspect", root / "a", "--data", f)
     assert p.returncode == 0 and "unknown words" in p.stdout and "fruit:" in p.stdout
     q = run("inspect", root / "a", "--word", "apple")
