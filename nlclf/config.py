@@ -395,6 +395,10 @@ def dump(cfg: Config) -> str:
 
 
 def from_dict(raw: dict, source: str = "<checkpoint>") -> Config:
+    feats = raw.get("features")
+    if isinstance(feats, dict) and "char_weight" not in feats:
+        # saved before char_weight existed: character n-grams counted as much as words
+        raw = {**raw, "features": {**feats, "char_weight": 1.0}}
     problems = _Problems(source, {})
     cfg = _build(raw, problems)
     if problems.items:

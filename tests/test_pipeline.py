@@ -1,6 +1,7 @@
 """In-process pipeline: every feature kind trains, saves, loads and predicts identically."""
 
 import ast
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,19 @@ def test_train_save_load_predict_identically(kind, extra, tmp_path):
     assert np.allclose(p1.sum(axis=1), 1.0, atol=1e-5)
     preds = [top[0][0] for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3])) for top in batch]
     assert preds == ["fruit", "birds", "tools"]
+
+
+def test_models_saved_before_char_weight_keep_full_weight_character_ngrams(tmp_path):
+    cfg = cfg_for("bow", tmp_path, char_ngrams="[2,4]", char_weight=1.0)
+    pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+    texts = ["apple mango pear", "owl crow", "drill saw"]
+    p1 = checkpoint.load(tmp_path / "run")[0].proba(texts)
+    meta_path = tmp_path / "run" / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    del meta["config"]["features"]["char_weight"]                 # as written before the key existed
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    model, config_, _ = checkpoint.load(tmp_path / "run")
+    assert config_.features.char_weight == 1.0 and np.array_equal(model.proba(texts), p1)
 
 
 def test_pretrained_vectors_fill_known_rows_and_freeze(tmp_path):
