@@ -28,22 +28,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from splits import protocol_splits  # noqa: E402
+import accuracy  # noqa: E402  (its run_unit: the benchmark's own run of one config)
 
 
 def run(unit):
-    """One (seed, fold): (seed, dev accuracy, test accuracy, best epoch, seconds)."""
-    from nlclf import config, pipeline
+    """One (seed, fold) through accuracy.run_unit: (seed, dev score, test accuracy, best epoch,
+    seconds). The dev score is the best epoch's (train.metric, accuracy unless set)."""
     name, cfg_path, overrides, seed, fold, root = unit
-    extra = [("seed", 1000 * seed)] + overrides
-    cfg = (config.load_text("data: {train: x}", "<defaults>", extra) if cfg_path == "default"
-           else config.load(cfg_path, extra))
-    train, dev, test = list(protocol_splits(name, root, seed))[fold]
-    t0 = time.perf_counter()
-    model, result = pipeline.fit_lists(cfg, train, dev)
-    seconds = time.perf_counter() - t0
-    return (seed, pipeline.score(model, *dev)["accuracy"], pipeline.score(model, *test)["accuracy"],
-            result.best_epoch, seconds)
+    system = ({"label": "default", "group": "default", "kind": "bow"} if cfg_path == "default"
+              else {"label": cfg_path, "group": "best", "paths": {name: cfg_path}})
+    r = accuracy.run_unit((system, name, seed, fold, root, [("seed", 1000 * seed)] + overrides))
+    return seed, r["dev_score"], r["accuracy"], r["best_epoch"], r["fit_seconds"]
 
 
 def main(argv=None):
@@ -60,11 +55,11 @@ def main(argv=None):
     folds = 10 if a.set == "mr" else 1
     units = [(a.set, a.config, overrides, s, f, a.data_root) for s in a.seeds for f in range(folds)]
     t0 = time.perf_counter()
-    with cf.ProcessPoolExecutor(a.jobs) as ex:
+    with cf.ProcessPoolExecutor(a.jobs, initializer=accuracy._init_worker) as ex:
         rows = list(ex.map(run, units))
     per_seed = {s: [r for r in rows if r[0] == s] for s in a.seeds}
-    dev = [100 * np.mean([r[1] for r in rs]) for rs in per_seed.values()]
-    test = [100 * np.mean([r[2] for r in rs]) for rs in per_seed.values()]
+    dev = [np.mean([r[1] for r in rs]) for rs in per_seed.values()]        # run_unit gives %
+    test = [np.mean([r[2] for r in rs]) for rs in per_seed.values()]
     print(f"{a.set} {a.config} {' '.join(a.overrides)} | dev {np.mean(dev):.2f} test {np.mean(test):.2f} "
           f"[{' '.join(f'{t:.2f}' for t in test)}] | best epoch {np.mean([r[3] for r in rows]):.1f}, "
           f"{np.mean([r[4] for r in rows]):.1f} s a run, {time.perf_counter() - t0:.0f} s in all", flush=True)

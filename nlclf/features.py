@@ -315,10 +315,9 @@ class Featurizer:
         elif w == "log":
             np.log(X.data, out=X.data)
             X.data += 1.0
-        if w in ("tfidf", "nb"):
-            X.data *= self.weights[X.indices]
-        if self.char_range and self.spec.char_weight != 1.0:
-            X.data *= self.char_scale()[X.indices]
+        scale = self.column_scale()
+        if scale is not None:
+            X.data *= scale[X.indices]
         if self.spec.normalize and self.spec.kind == "bow":
             sq = np.bincount(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr)), weights=X.data * X.data,
                              minlength=X.shape[0])
@@ -327,16 +326,20 @@ class Featurizer:
             X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
 
-    def char_scale(self):
-        """(D,) float32: ``char_weight`` for the character n-grams, 1 for words, word n-grams
-        and hash buckets. Derived from the vocabulary (so never saved), built once."""
-        if self._scale is None:
+    def column_scale(self):
+        """(D,) float32 factor of each feature, or None for none: the idf or NB weights (tfidf,
+        nb) times ``char_weight`` on the character n-grams. With char_weight it is derived from
+        the vocabulary and the weights (so never saved) and built once for them."""
+        weights = self.weights if self.spec.weighting in ("tfidf", "nb") else None
+        if not self.char_range or self.spec.char_weight == 1.0:
+            return weights
+        if self._scale is None or self._scale[0] is not weights:
             is_char = np.fromiter((t.startswith(CHAR_MARK) for t in self.vocab.tokens), dtype=bool,
                                   count=len(self.vocab))
-            scale = np.ones(self.n_features, dtype=np.float32)
-            scale[:len(self.vocab)][is_char] = self.spec.char_weight
-            self._scale = scale
-        return self._scale
+            scale = np.ones(self.n_features, dtype=np.float32) if weights is None else weights.copy()
+            scale[:len(self.vocab)][is_char] *= self.spec.char_weight
+            self._scale = (weights, scale)
+        return self._scale[1]
 
 
 def nb_spread(X, y, alpha: float, block: int = 1 << 16):

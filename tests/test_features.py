@@ -157,8 +157,10 @@ def test_char_weight_scales_character_ngrams_only_and_before_normalizing():
     assert is_char.any() and (~is_char).any() and plain.vocab.tokens == light.vocab.tokens
     assert np.array_equal(X2[:, ~is_char], X1[:, ~is_char])              # words (and <unk>) as they were
     assert np.array_equal(X2[:, is_char], 0.25 * X1[:, is_char])
-    nb1, nb2 = bow(char_ngrams=(3, 3), weighting="nb", char_weight=1.0), bow(char_ngrams=(3, 3), weighting="nb", char_weight=0.5)
+    nb1 = bow(char_ngrams=(3, 3), weighting="nb", char_weight=1.0)
+    nb2 = bow(char_ngrams=(3, 3), weighting="nb", char_weight=0.5)
     assert np.allclose(nb2.transform(texts).toarray(), nb1.transform(texts).toarray() * np.where(is_char, 0.5, 1.0))
+    assert np.array_equal(nb2.weights, nb1.weights)                     # the NB weights themselves unscaled
     normed = bow(char_ngrams=(3, 3), char_weight=0.25, normalize=True).transform(texts).toarray()
     assert np.allclose(normed, X2 / np.linalg.norm(X2, axis=1, keepdims=True), atol=1e-6)
     assert np.array_equal(bow(char_weight=0.25).transform(texts).toarray(), bow().transform(texts).toarray())

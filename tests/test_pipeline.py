@@ -58,6 +58,15 @@ def test_train_save_load_predict_identically(kind, extra, tmp_path):
     assert preds == ["fruit", "birds", "tools"]
 
 
+def test_character_ngrams_are_a_bow_default_only():
+    f = {k: config.load_text(f"data: {{train: x}}\nfeatures: {{kind: {k}}}\n").features
+         for k in ("bow", "embed_mean", "embed_concat")}
+    assert f["bow"].char_ngrams == (2, 5) and f["bow"].char_weight == 0.1 and f["bow"].normalize
+    assert f["embed_mean"].char_ngrams == () and f["embed_concat"].char_ngrams == ()
+    assert config.load_text("data: {train: x}", "t", ["features.kind=embed_mean",
+                                                    "features.char_ngrams=[3,4]"]).features.char_ngrams == (3, 4)
+
+
 def test_models_saved_before_char_weight_keep_full_weight_character_ngrams(tmp_path):
     cfg = cfg_for("bow", tmp_path, char_ngrams="[2,4]", char_weight=1.0)
     pipeline.run_train(cfg, tmp_path, tmp_path / "run")
