@@ -220,7 +220,7 @@ def compare(model_a: str = typer.Argument(..., help="First model folder (A)."),
     a, b, mc, bs = r["a"], r["b"], r["mcnemar"], r["bootstrap"]
     print("| metric | A | B | B − A |\n|---|---:|---:|---:|")
     for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-        print(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {b[key] - a[key]:+.4f} |")
+        print(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {r['b_minus_a'][key]:+.4f} |")
     print(f"\nA: {model_a}\nB: {model_b}\nn = {mc['n']} examples; A right and B wrong: {mc['b']}, "
           f"A wrong and B right: {mc['c']}")
     print(f"McNemar: exact p = {mc['p_exact']:.4g} (chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})")

@@ -380,6 +380,7 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
         y = np.array([known.index.get(l, -1) for l in labels])
         out[key] = dict(metrics.report(y, np.array([known.index[x] for x in p]), model.labels),
                         model=str(path))
+    out["b_minus_a"] = {k: out["b"][k] - out["a"][k] for k in ("accuracy", "macro_f1")}
     out["mcnemar"] = significance.mcnemar(labels, preds[0], preds[1])
     out["bootstrap"] = significance.paired_bootstrap(labels, preds[0], preds[1], resamples, seed)
     return out

@@ -48,12 +48,13 @@ def mcnemar(y, pred_a, pred_b) -> dict:
 
 
 def paired_bootstrap(y, pred_a, pred_b, n: int = 10000, seed: int = 0) -> dict:
-    """Paired bootstrap of the accuracy difference acc_A − acc_B.
+    """Paired bootstrap of the accuracy difference acc_B − acc_A: is B better than A?
 
-    d_i = r_A,i − r_B,i ∈ {−1, 0, 1} (N,). Each resample draws N indices with replacement
-    and takes the mean of d over them; the R = ``n`` means form the bootstrap distribution.
-    The 95% interval is its 2.5th and 97.5th percentiles; ``p_value`` = P*(diff ≤ 0), the
-    fraction of resamples where A is not better (one-sided, for H1: A better than B).
+    d_i = r_B,i − r_A,i ∈ {−1, 0, 1} (N,), so ``difference`` = mean(d) = acc_B − acc_A. Each
+    resample draws N indices with replacement and takes the mean of d over them; the R = ``n``
+    means form the bootstrap distribution. The 95% interval is its 2.5th and 97.5th
+    percentiles; ``p_value`` = P*(B − A ≤ 0), the fraction of resamples where B is not better
+    (one-sided, for H1: B better than A): small when B is clearly better.
     Indices are drawn as (R_chunk, N) int arrays, a chunk of at most CHUNK_ELEMENTS at a
     time, from ``np.random.default_rng(seed)``: the same inputs and seed give the same result.
     Returns {"n", "difference", "ci_low", "ci_high", "p_value", "resamples", "seed",
@@ -62,7 +63,7 @@ def paired_bootstrap(y, pred_a, pred_b, n: int = 10000, seed: int = 0) -> dict:
     ra, rb = _correct(y, pred_a, pred_b)
     N = len(ra)
     assert N > 0 and n > 0, "the bootstrap needs examples and resamples"
-    d = ra.astype(np.int8) - rb.astype(np.int8)                         # (N,)
+    d = rb.astype(np.int8) - ra.astype(np.int8)                         # (N,) B − A
     rng = np.random.default_rng(seed)
     rows = max(1, CHUNK_ELEMENTS // N)
     diffs = np.empty(n)                                                 # (R,)

@@ -97,6 +97,32 @@ def test_compare_reports_both_models_and_significance(trained, tmp_path):
     assert "McNemar" in p.stdout and "paired bootstrap" in p.stdout
 
 
+def test_compare_signs_agree_when_b_is_clearly_better(trained, tmp_path):
+    """A is the weak model (one epoch of a linear model), B the trained one: the table, the
+    bootstrap line and the JSON all say B − A = acc_B − acc_A > 0, and P(B ≤ A) is small."""
+    import re
+    root, _, _ = trained
+    p = run("compare", root / "b", root / "a", root / "test.tsv", "--report", tmp_path / "c.json",
+            "--resamples", "2000")
+    assert p.returncode == 0, p.stderr
+    c = json.loads((tmp_path / "c.json").read_text())
+    margin = c["b"]["accuracy"] - c["a"]["accuracy"]
+    assert margin > 0.2, c                                     # B is clearly the better model
+    assert c["bootstrap"]["difference"] == pytest.approx(margin) == c["b_minus_a"]["accuracy"]
+    assert c["bootstrap"]["accuracy_b"] - c["bootstrap"]["accuracy_a"] == pytest.approx(margin)
+    assert c["bootstrap"]["p_value"] < 0.01 and c["bootstrap"]["ci_low"] > 0
+    row = next(l for l in p.stdout.splitlines() if l.startswith("| accuracy |"))
+    assert float(row.split("|")[4]) == pytest.approx(margin, abs=1e-4)
+    line = next(l for l in p.stdout.splitlines() if l.startswith("paired bootstrap"))
+    diff = float(re.search(r"B − A = ([+-][0-9.]+)", line).group(1))
+    assert diff == pytest.approx(margin, abs=1e-4) and diff > 0
+    assert float(re.search(r"P\(B ≤ A\) = ([0-9.e-]+)", line).group(1)) < 0.01
+    swapped = run("compare", root / "a", root / "b", root / "test.tsv", "--report", tmp_path / "s.json",
+                  "--resamples", "2000")
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["bootstrap"]["difference"] == pytest.approx(-margin) and s["bootstrap"]["p_value"] > 0.99
+
+
 def test_predict_explain_names_the_telling_words(trained):
     root, _, _ = trained
     p = subprocess.run([sys.executable, "-m", "nlclf.cli", "predict", str(root / "a"), "--explain", "2",

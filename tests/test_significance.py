@@ -41,12 +41,15 @@ def test_bootstrap_covers_the_true_difference_and_is_reproducible():
     y = rng.integers(0, 3, N)
     pred_a = np.where(rng.random(N) < 0.80, y, (y + 1) % 3)                   # 80% right
     pred_b = np.where(rng.random(N) < 0.70, y, (y + 2) % 3)                   # 70% right
-    r = paired_bootstrap(y, pred_a, pred_b, n=2000, seed=3)
-    assert r["difference"] == pytest.approx(r["accuracy_a"] - r["accuracy_b"])
+    r = paired_bootstrap(y, pred_b, pred_a, n=2000, seed=3)                   # B (80%) against A (70%)
+    assert r["difference"] == pytest.approx(r["accuracy_b"] - r["accuracy_a"])
+    assert r["difference"] > 0.05
     assert r["ci_low"] < 0.10 < r["ci_high"] and r["ci_low"] < r["difference"] < r["ci_high"]
-    assert r["ci_high"] - r["ci_low"] < 0.1 and r["p_value"] < 0.001
-    assert paired_bootstrap(y, pred_a, pred_b, n=2000, seed=3) == r
-    assert paired_bootstrap(y, pred_a, pred_b, n=2000, seed=4)["ci_low"] != r["ci_low"]
+    assert r["ci_high"] - r["ci_low"] < 0.1 and r["p_value"] < 0.001            # P(B <= A): B is clearly better
+    worse = paired_bootstrap(y, pred_a, pred_b, n=2000, seed=3)                # the other way round
+    assert worse["difference"] == pytest.approx(-r["difference"]) and worse["p_value"] > 0.999
+    assert paired_bootstrap(y, pred_b, pred_a, n=2000, seed=3) == r
+    assert paired_bootstrap(y, pred_b, pred_a, n=2000, seed=4)["ci_low"] != r["ci_low"]
     same = paired_bootstrap(y, pred_b, pred_b, n=200)
     assert same["difference"] == 0 and same["ci_low"] == same["ci_high"] == 0 and same["p_value"] == 1.0
 
