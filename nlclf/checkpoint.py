@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import stat
 import zipfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .config import Config, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, OutputError
 from .features import Featurizer
 from .model import Classifier
+from .rundir import atomic_write
 from .nn.activations import ACTIVATIONS
 from .nn.mlp import INPUT_KINDS, NetSpec, param_shapes
 from .vocab import Vocabulary
@@ -39,8 +41,9 @@ _ARRAYS_NAME = re.compile(r"^(model|state)\.[0-9a-f]{16}\.npz$")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> None:
-    """``stem.<sha>.npz`` then ``stem.json`` naming it, then remove older ``stem.*.npz``."""
+def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> list:
+    """``stem.<sha>.npz`` then ``stem.json`` naming it, then remove older ``stem.*.npz``;
+    returns the two names, arrays first."""
     name = f"{stem}.{meta['sha256'][:16]}.npz"
     meta = dict(meta, arrays_file=name)
     atomic_write(directory / name, npz_bytes(arrays))
@@ -48,6 +51,7 @@ def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> None:
     for old in directory.glob(f"{stem}.*.npz"):
         if old.name != name:
             old.unlink(missing_ok=True)
+    return [name, f"{stem}.json"]
 
 
 def _check_spec(spec: NetSpec, meta_path) -> None:
@@ -78,8 +82,57 @@ def _arrays_path(directory: Path, meta: dict, meta_path: Path) -> Path:
     return directory / name
 
 
-def _read_arrays(path: Path) -> dict:
+def _regular_file(path: Path, what: str) -> None:
+    """A model's files must be regular files: a FIFO or a device would hang or never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing{what}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file (a pipe, device or folder); not an nlclf model file")
+
+
+MAX_NPY_HEADER = 1 << 16            # bytes of an .npy member beyond its data: the format's header
+
+
+def _check_members(path: Path, expected: dict | None) -> None:
+    """Before anything is inflated or read: every member of the archive is stored (nlclf never
+    compresses), its name is one the metadata lists, and its size is what that array takes, so a
+    small file can never ask for gigabytes."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError,
+            KeyError, OverflowError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
+    size = path.stat().st_size
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise CheckpointError(f"{path}: member {info.filename} is compressed; nlclf writes arrays "
+                                  f"uncompressed (damaged or not an nlclf array file)")
+        if info.file_size > size:
+            raise CheckpointError(f"{path}: member {info.filename} claims {info.file_size} bytes, more than "
+                                  f"the file holds (damaged)")
+        if expected is not None:
+            want = expected.get(name)
+            if not info.filename.endswith(".npy") or not isinstance(want, dict):
+                raise CheckpointError(f"{path}: holds {info.filename}, which the metadata does not list")
+            try:
+                nbytes = np.dtype(want.get("dtype")).itemsize * math.prod(int(d) for d in want.get("shape"))
+            except (TypeError, ValueError):
+                raise CheckpointError(f"{path}: damaged metadata for array {name}") from None
+            if info.file_size > nbytes + MAX_NPY_HEADER:
+                raise CheckpointError(f"{path}: member {info.filename} is {info.file_size} bytes, the metadata "
+                                      f"says {nbytes} (damaged or altered)")
+
+
+def _read_arrays(path: Path, expected: dict | None = None) -> dict:
     """The arrays of an .npz file, never unpickling (object arrays are refused)."""
+    _regular_file(path, "")
+    _check_members(path, expected)
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
@@ -90,27 +143,12 @@ def _read_arrays(path: Path) -> dict:
         raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
 
 
-def atomic_write(path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+def _read_json(path: Path, what: str, missing: str) -> dict:
+    _regular_file(path, missing)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{path}: damaged {what} ({e})") from None
 
 
 def npz_bytes(arrays: dict) -> bytes:
@@ -155,14 +193,15 @@ def _arrays_and_meta(model: Classifier, config: Config, extra: dict | None = Non
     return arrays, meta
 
 
-def save(directory, model: Classifier, config: Config, extra: dict | None = None) -> None:
-    """Write model.npz, then model.json (which names the arrays' checksum), both atomically."""
+def save(directory, model: Classifier, config: Config, extra: dict | None = None) -> list:
+    """Write model.<sha16>.npz, then model.json (which names it), both atomically; returns
+    their names, in that order."""
     directory = Path(directory)
     arrays, meta = _arrays_and_meta(model, config, extra)
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"refusing to write a checkpoint: {name} has non-finite values")
-    _write_pair(directory, "model", arrays, meta)
+    return _write_pair(directory, "model", arrays, meta)
 
 
 def _expect(cond, path, what):
@@ -176,12 +215,7 @@ def load(directory) -> tuple:
     meta_path = directory / META
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model folder")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{meta_path}: missing: not a model folder written by nlclf train") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: damaged model metadata ({e})") from None
+    meta = _read_json(meta_path, "model metadata", ": not a model folder written by nlclf train")
     _expect(isinstance(meta, dict), meta_path, "damaged model metadata (not a JSON object)")
     version = meta.get("format_version")
     _expect(isinstance(version, int) and not isinstance(version, bool), meta_path,
@@ -195,8 +229,8 @@ def load(directory) -> tuple:
     _expect(all(isinstance(t, str) for t in meta["vocab"]) and all(isinstance(t, str) for t in meta["labels"]),
             meta_path, "damaged model metadata (vocab and labels must be strings)")
     arrays_path = _arrays_path(directory, meta, meta_path)
-    arrays = _read_arrays(arrays_path)
     expected = meta["arrays"]
+    arrays = _read_arrays(arrays_path, expected)
     _expect(set(arrays) == set(expected), arrays_path,
             f"holds arrays {sorted(arrays)}, the metadata lists {sorted(expected)}")
     for name, a in arrays.items():
@@ -240,7 +274,7 @@ def load(directory) -> tuple:
 STATE_META = "state.json"
 
 
-def save_state(directory, state, config: Config, extra: dict | None = None) -> None:
+def save_state(directory, state, config: Config, extra: dict | None = None) -> list:
     """The whole training state (weights, optimiser, generator, position, best so far)."""
     directory = Path(directory)
     arrays = {f"param.{k}": v for k, v in state.params.items()}
@@ -261,7 +295,7 @@ def save_state(directory, state, config: Config, extra: dict | None = None) -> N
             "sha256": checksum(arrays)}
     if extra:
         meta.update(extra)
-    _write_pair(directory, "state", arrays, meta)
+    return _write_pair(directory, "state", arrays, meta)
 
 
 def load_state(directory):
@@ -269,20 +303,14 @@ def load_state(directory):
     from .train import State
     directory = Path(directory)
     meta_path = directory / STATE_META
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        done = (directory / META).is_file()
-        raise CheckpointError(f"{directory}: " + ("that run finished; there is nothing to resume" if done
-                                                 else "no saved training state to resume from")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: damaged training state ({e})") from None
+    meta = _read_json(meta_path, "training state", ": no saved training state to resume from")
     _expect(isinstance(meta, dict) and isinstance(meta.get("format_version"), int), meta_path,
             "damaged training state")
     _expect(meta["format_version"] <= FORMAT_VERSION, meta_path,
             f"format version {meta['format_version']} is newer than this nlclf reads; upgrade nlclf")
     arrays_path = _arrays_path(directory, meta, meta_path)
-    arrays = _read_arrays(arrays_path)
+    _expect(isinstance(meta.get("arrays"), dict), meta_path, "damaged training state (no array listing)")
+    arrays = _read_arrays(arrays_path, meta["arrays"])
     _expect(checksum(arrays) == meta.get("sha256"), arrays_path, "checksum mismatch: damaged training state")
     try:
         group = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}

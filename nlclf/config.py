@@ -38,6 +38,7 @@ class DataConfig:
     encoding: str = "utf-8"             # any ASCII-compatible codec (latin-1, cp1252, utf-8-sig, ...)
     encoding_errors: str = "strict"     # strict: an undecodable byte is an error; replace: U+FFFD
     on_bad_line: str = "error"          # error: stop; skip: drop, log a count; warn: also log each
+    max_text_bytes: int = 1 << 20       # longest line (or document) read; a longer one is a bad line
     multi_label: bool = False           # fastText lines with several labels: true keeps the first
                                         # (nlclf is single-label; multi-label training is not supported yet)
 
@@ -120,6 +121,8 @@ def _range(lo=None, hi=None, lo_open=False, hi_open=False):
     return ok, "a number " + " and ".join(parts)
 
 
+_PATH = (lambda v: "\x00" not in v and len(v) < 4096, "a path (no NUL byte, under 4096 characters)")
+
 # Rules beyond the type: dotted key -> (predicate, what is allowed).
 RULES = {
     "seed": _range(0),
@@ -131,9 +134,16 @@ RULES = {
                       "(utf-8, utf-8-sig, latin-1, cp1252, ...; not utf-16 or utf-32)"),
     "data.encoding_errors": _choice(("strict", "replace")),
     "data.on_bad_line": _choice(("error", "skip", "warn")),
+    "data.max_text_bytes": _range(16, 1 << 30),
+    "data.train": _PATH,
+    "data.dev": _PATH,
+    "data.test": _PATH,
+    "features.pretrained": _PATH,
+    "output.dir": _PATH,
     "features.kind": _choice(KINDS),
     "features.tokenizer": _choice(TOKENIZERS),
     "features.max_chars": _range(0),
+    "features.max_token_chars": _range(1, 10000),
     "features.min_count": _range(1),
     "features.max_size": _range(0),
     "features.ngrams": _range(1, 5),
@@ -309,12 +319,12 @@ def parse_override(text: str):
     if "=" not in text:
         raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set train.lr=0.05")
     key, raw = text.split("=", 1)
+    if not raw.strip():
+        return key.strip(), ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text}: the value is not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    except RecursionError:
-        raise ConfigError(f"--set {key.strip()}: the value is nested too deeply") from None
+        value, _ = read_yaml(raw, f"--set {key.strip()}")
+    except ConfigError as e:
+        raise ConfigError(str(e).replace(f"--set {key.strip()}:1:", f"--set {key.strip()}:", 1)) from None
     return key.strip(), value
 
 
@@ -328,17 +338,96 @@ def _apply(raw: dict, key: str, value) -> None:
     node[parts[-1]] = value
 
 
-def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
-    """Parse, override and validate; raise ConfigError listing every problem."""
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+MAX_YAML_VALUES = 100_000       # values a YAML file may expand to, aliases followed
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """How many values ``node`` stands for once every alias is followed, counted without
+    expanding anything (an alias is the same node object, so its size is computed once)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = MAX_YAML_VALUES + 1               # a node inside itself (a recursive alias)
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            size = 1
+        memo[key] = min(size, MAX_YAML_VALUES + 1)
+    return memo[key]
+
+
+def _duplicate_keys(node, source: str, path: str = "", seen=None) -> list:
+    """'file:line: key ... appears twice' for every mapping key written twice, with both lines."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    out = []
+    if isinstance(node, yaml.MappingNode):
+        first = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                name = f"{path}{k.value}"
+                if k.value in first:
+                    out.append(f"{source}:{k.start_mark.line + 1}: {name}: written twice (lines "
+                               f"{first[k.value]} and {k.start_mark.line + 1}); keep one")
+                else:
+                    first[k.value] = k.start_mark.line + 1
+                out += _duplicate_keys(v, source, f"{name}.", seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for v in node.value:
+            out += _duplicate_keys(v, source, path, seen)
+    return out
+
+
+def read_yaml(text: str, source: str):
+    """(data, composed node) of a YAML document, refusing what safe_load would accept but a config
+    must not be: a key written twice (the second would silently win), aliases that expand to more
+    than MAX_YAML_VALUES values, numbers too long to read."""
+    def invalid(e):
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+        return ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or getattr(e, 'reason', None) or e}")
+
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:
+        raise invalid(e) from None
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise invalid(e) from None
+        except RecursionError:
+            raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+        if node is None:
+            return None, None
+        try:
+            if _expanded_size(node, {}) > MAX_YAML_VALUES:
+                raise ConfigError(f"{source}: the YAML expands to more than {MAX_YAML_VALUES:,} values through "
+                                  f"its aliases (*name); a config is never that large")
+            dups = _duplicate_keys(node, source)
+        except RecursionError:
+            raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+        if dups:
+            raise ConfigError("\n".join(dups))
+        try:
+            return loader.construct_document(node), node
+        except yaml.YAMLError as e:
+            raise invalid(e) from None
+        except ValueError as e:                     # an integer of thousands of digits
+            what = "a number with more than 4300 digits" if "digits" in str(e) else str(e)
+            raise ConfigError(f"{source}: a value cannot be read: {what}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
+    """Parse, override and validate; raise ConfigError listing every problem."""
+    raw, node = read_yaml(text, source)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -368,15 +457,30 @@ def load_text(text: str, source: str = "<config>", overrides=()) -> Config:
     return cfg
 
 
-def load(path, overrides=()) -> Config:
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_small_text(path, what: str = "config") -> str:
+    """The text of a config or search-space file: a regular UTF-8 file of at most 1 MiB (a
+    pipe or a device would hang the read, and no config is larger)."""
+    import os
+    import stat
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a folder, pipe or device); expected a YAML {what} file")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {st.st_size:,} bytes; a {what} file is at most {MAX_CONFIG_BYTES:,}")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the config: {e}") from None
-    return load_text(text, str(path), overrides)
+        raise ConfigError(f"{path}: cannot read the {what}: {e}") from None
+
+
+def load(path, overrides=()) -> Config:
+    return load_text(read_small_text(path), str(path), overrides)
 
 
 def to_dict(cfg: Config) -> dict:

@@ -30,8 +30,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
+import hashlib
 import json
+import os
 import re
+import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -43,7 +48,6 @@ from .errors import DataError
 
 TSV_DEFAULTS = DataConfig(format="tsv")     # what opts=None means
 WARN_LIMIT = 20                             # bad lines logged one by one under on_bad_line: warn
-CSV_FIELD_LIMIT = 1 << 26                   # characters in one CSV field (the csv module's default is 128 KiB)
 _FT_LABEL = re.compile(r"\s*__label__(\S*)")
 EXPECTED = {
     "tsv": "lines of 'label<TAB>text'",
@@ -108,15 +112,52 @@ def _decode(raw: bytes, path, lineno: int, offset: int, encoding: str = "utf-8",
         raise _undecodable(path, lineno, offset + e.start, raw[e.start], encoding) from None
 
 
-def _lines(stream, name, opts) -> Iterator[tuple]:
-    """(line number, line with its ending) of a byte stream, each line decoded on its own."""
-    enc, errors = opts.encoding, opts.encoding_errors
+def _bounded(stream, limit: int) -> Iterator[tuple]:
+    """(raw line, whole) of a byte stream, never holding more than ``limit`` bytes of one line:
+    a longer line yields its first ``limit`` bytes with whole=False, and the rest of it is
+    read and dropped a block at a time (so /dev/zero is read in constant memory)."""
+    readline = stream.readline
+    for raw in iter(functools.partial(readline, limit + 1), b""):
+        if len(raw) <= limit or raw.endswith(b"\n") and len(raw) == limit + 1:
+            yield raw, True
+            continue
+        while True:                                   # drop the rest of the line
+            rest = readline(1 << 16)
+            if not rest or rest.endswith(b"\n"):
+                break
+        yield raw[:limit], False
+
+
+def _too_long(limit: int) -> str:
+    return f"longer than data.max_text_bytes ({limit} bytes); raise it, or set data.on_bad_line: skip"
+
+
+def _lines(stream, name, opts, bad=None, labelled: bool = True) -> Iterator[tuple]:
+    """(line number, line with its ending) of a byte stream, each line decoded on its own.
+    A line longer than data.max_text_bytes is a bad line; as prediction input (``labelled``
+    false, where every line must get an answer) it is cut to that length under
+    on_bad_line skip or warn, and an error otherwise."""
+    enc, errors, limit = opts.encoding, opts.encoding_errors, opts.max_text_bytes
     offset = _skip_bom(stream, enc)
-    for lineno, raw in enumerate(stream, start=1):
+    for lineno, (raw, whole) in enumerate(_bounded(stream, limit), start=1):
+        if not whole:
+            if labelled or bad is None or bad.policy == "error":
+                if bad is None:
+                    raise DataError(f"{name}:{lineno}: {_too_long(limit)}")
+                bad(lineno, _too_long(limit))
+                offset += len(raw)
+                if labelled:
+                    continue
+            else:
+                bad(lineno, f"longer than data.max_text_bytes ({limit} bytes): cut to that length")
+            raw = raw[:limit]
         try:
             line = raw.decode(enc, errors)
         except UnicodeDecodeError as e:
-            raise _undecodable(name, lineno, offset + e.start, raw[e.start], enc) from None
+            if not whole and e.start > len(raw) - 4:              # a character cut at the limit
+                line = raw[:e.start].decode(enc, errors)
+            else:
+                raise _undecodable(name, lineno, offset + e.start, raw[e.start], enc) from None
         offset += len(raw)
         yield lineno, line
 
@@ -148,10 +189,16 @@ class _BadLines:
             self.log(f"{self.name}: skipped {self.count} bad {self.unit}{s} (first: {self.first})")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 def _problem(label: str, text: str, known) -> str:
     """What is wrong with a labelled example, or ''."""
     if not label:
         return "empty label"
+    if _CONTROL.search(label):
+        return (f"label {json.dumps(label, ensure_ascii=False)} holds a tab, newline or other control "
+                f"character (it would break the one-line-per-text output)")
     if not text or text.isspace():
         return "empty text"
     if known is not None and label not in known:
@@ -164,15 +211,9 @@ def _problem(label: str, text: str, known) -> str:
 
 def _tsv(path, name, opts, bad, known, labelled):
     """``label<TAB>text`` lines; as prediction input every line (blank ones too) is a text."""
-    enc, errors = opts.encoding, opts.encoding_errors
     with _input(path) as stream:
-        offset = _skip_bom(stream, enc)
-        for lineno, raw in enumerate(stream, start=1):
-            try:
-                line = raw.decode(enc, errors).rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise _undecodable(name, lineno, offset + e.start, raw[e.start], enc) from None
-            offset += len(raw)
+        for lineno, line in _lines(stream, name, opts, bad, labelled):
+            line = line.rstrip("\r\n")
             if not labelled:
                 yield line
                 continue
@@ -208,9 +249,9 @@ def _csv_columns(header: list, name, lineno: int, opts, labelled: bool) -> tuple
 
 def _csv(path, name, opts, bad, known, labelled):
     """A header row, then records; quoted fields may hold commas, quotes and newlines."""
-    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    csv.field_size_limit(opts.max_text_bytes)
     with _input(path) as stream:
-        reader = csv.reader((line for _, line in _lines(stream, name, opts)), strict=True)
+        reader = csv.reader((line for _, line in _lines(stream, name, opts, bad, labelled)), strict=True)
         header, end = None, 0
         while True:
             start = end + 1                         # a record is reported by its first line
@@ -267,7 +308,7 @@ def _json_str(obj: dict, field: str, key: str) -> tuple:
 def _jsonl(path, name, opts, bad, known, labelled):
     """One JSON object per line holding string fields data.text_field and data.label_field."""
     with _input(path) as stream:
-        for lineno, line in _lines(stream, name, opts):
+        for lineno, line in _lines(stream, name, opts, bad, labelled):
             if not line or line.isspace():
                 continue
             try:
@@ -277,6 +318,9 @@ def _jsonl(path, name, opts, bad, known, labelled):
                 continue
             except RecursionError:
                 bad(lineno, "JSON nested too deeply")
+                continue
+            except ValueError as e:                     # e.g. an integer of thousands of digits
+                bad(lineno, f"not valid JSON: {e}")
                 continue
             if not isinstance(obj, dict):
                 bad(lineno, f"expected a JSON object, found {_json_kind(obj)}")
@@ -296,7 +340,7 @@ def _fasttext(path, name, opts, bad, known, labelled):
     """``__label__a [__label__b ...] text``; as prediction input the labels are stripped."""
     several = 0
     with _input(path) as stream:
-        for lineno, line in _lines(stream, name, opts):
+        for lineno, line in _lines(stream, name, opts, bad, labelled):
             labels, pos = [], 0
             while (m := _FT_LABEL.match(line, pos)) is not None:
                 labels.append(m.group(1))
@@ -327,9 +371,15 @@ def _fasttext(path, name, opts, bad, known, labelled):
     bad.done()
 
 
+def _listing(folder: Path) -> list:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        raise DataError(f"{folder}: cannot read the folder: {e.strerror or e}") from None
+
+
 def _visible_txt(folder: Path) -> list:
-    return sorted(p for p in folder.iterdir()
-                  if not p.name.startswith(".") and p.suffix.lower() == ".txt" and p.is_file())
+    return [p for p in _listing(folder) if not p.name.startswith(".") and p.suffix.lower() == ".txt" and p.is_file()]
 
 
 def _folder(path, name, opts, bad, known, labelled):
@@ -341,20 +391,32 @@ def _folder(path, name, opts, bad, known, labelled):
     if labelled and top:
         bad.log(f"{name}: ignored {len(top)} .txt file{'s' if len(top) > 1 else ''} outside the label folders")
     docs = [] if labelled else [(None, p) for p in top]
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for sub in [p for p in _listing(root) if p.is_dir() and not p.name.startswith(".")]:
         docs.extend((sub.name, p) for p in _visible_txt(sub))
     skip = 3 if _is_utf8(opts.encoding) else 0
     for label, doc in docs:
         try:
-            raw = doc.read_bytes()
+            with open(doc, "rb") as f:
+                raw = f.read(opts.max_text_bytes + 1)
         except OSError as e:
             raise DataError(f"{doc}: cannot read: {e.strerror}") from None
+        if len(raw) > opts.max_text_bytes:
+            if labelled or bad.policy == "error":
+                bad(1, _too_long(opts.max_text_bytes), where=doc)
+                continue
+            bad(1, f"longer than data.max_text_bytes ({opts.max_text_bytes} bytes): cut to that length", where=doc)
+            raw = raw[:opts.max_text_bytes]
+            cut = True
+        else:
+            cut = False
         start = skip if raw[:3] == codecs.BOM_UTF8 else 0
         try:
             text = raw[start:].decode(opts.encoding, opts.encoding_errors).rstrip()
         except UnicodeDecodeError as e:
             at = start + e.start
-            raise _undecodable(doc, raw.count(b"\n", 0, at) + 1, at, raw[at], opts.encoding) from None
+            if not (cut and at > len(raw) - 4):                  # not just a character cut at the limit
+                raise _undecodable(doc, raw.count(b"\n", 0, at) + 1, at, raw[at], opts.encoding) from None
+            text = raw[start:at].decode(opts.encoding, opts.encoding_errors).rstrip()
         if not labelled:
             yield text
             continue
@@ -466,6 +528,81 @@ def iter_texts(paths: Iterable[str], opts: DataConfig | None = None, log=None) -
     folder: each document."""
     for p in paths:
         yield from _records(p, opts, log, None, False)
+
+
+FULL_HASH_BYTES = 64 << 20     # files up to this size are hashed whole; larger ones by their ends
+END_BYTES = 1 << 20
+
+
+def fingerprint(path) -> dict:
+    """What a data file is now: size, modification time and a SHA-256 of its content (the
+    whole file up to FULL_HASH_BYTES; beyond, of its first and last END_BYTES and its size).
+    A folder (data.format: folder) is fingerprinted by its documents' names and sizes."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        h = hashlib.sha256()
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                if p.is_file():
+                    h.update(f"{p.relative_to(path)}\0{p.stat().st_size}\0{p.stat().st_mtime_ns}\n".encode())
+            return {"path": str(path), "kind": "folder", "sha256": h.hexdigest()}
+        with open(path, "rb") as f:
+            if st.st_size <= FULL_HASH_BYTES:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+                how = "whole"
+            else:
+                h.update(f.read(END_BYTES))
+                f.seek(st.st_size - END_BYTES)
+                h.update(f.read(END_BYTES))
+                how = "first and last MiB"
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime, "sha256": h.hexdigest(), "hashed": how}
+
+
+def changed(old: dict, new: dict) -> str:
+    """'' when two fingerprints agree, else what differs."""
+    if old.get("sha256") == new.get("sha256") and old.get("size") == new.get("size"):
+        return ""
+    if old.get("size") != new.get("size") and "size" in old:
+        return f"its size changed from {old.get('size')} to {new.get('size')} bytes"
+    return "its content changed"
+
+
+def readable_again(path, folder: Path, log=None, max_line: int = 1 << 20) -> Path:
+    """``path`` itself when it is a regular file or a folder; an input that can be read only
+    once (a FIFO, /dev/stdin, a device) is copied once into ``folder`` and that copy returned,
+    because training reads its file more than once (format, vocabulary, features). A line
+    longer than ``max_line`` bytes stops the copy (/dev/zero never ends one)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return path
+    copy = Path(folder) / f"spooled-{len(list(Path(folder).glob('spooled-*')))}-{path.name}"
+    line_no, run = 1, 0                                # bytes since the last newline
+    try:
+        with open(path, "rb") as src, open(copy, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                last = block.rfind(b"\n")
+                run = run + len(block) if last < 0 else len(block) - last - 1
+                if run > max_line:                 # the readers check each line; this stops an endless one
+                    raise DataError(f"{path}:{line_no}: a line longer than data.max_text_bytes ({max_line} bytes)")
+                line_no += block.count(b"\n")
+                dst.write(block)
+    except OSError as e:
+        copy.unlink(missing_ok=True)
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    except DataError:
+        copy.unlink(missing_ok=True)
+        raise
+    if log is not None:
+        log(f"{path}: not a regular file (a pipe or device): read once into {copy} ({copy.stat().st_size} bytes)")
+    return copy
 
 
 def stratified_split(labels: list, fraction: float, seed: int):

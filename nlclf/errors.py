@@ -42,6 +42,21 @@ class TrainingDiverged(NlclfError):
 
 
 class Interrupted(NlclfError):
-    """Training was stopped by the user (Ctrl-C); its state was saved for --resume."""
+    """Training was stopped by Ctrl-C or SIGTERM after a batch; its state was saved for --resume.
+    The exit code is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """A signal (SIGINT, SIGTERM) that stops a command at once: it unwinds like Ctrl-C, so
+    every ``finally`` runs, and the command exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum

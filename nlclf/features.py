@@ -38,6 +38,7 @@ class FeatureSpec:
     strip_accents: bool = False
     strip_punct: bool = False
     max_chars: int = 0                # cut each text to this many characters (0: no limit)
+    max_token_chars: int = 100        # cut longer tokens to this many characters (bounds character n-grams)
     min_count: int = 1                # keep tokens and n-grams seen at least this often in training
     max_size: int = 0                 # keep the most frequent (0: no limit)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
@@ -108,8 +109,12 @@ class Featurizer:
 
     def _tokens(self, texts: list) -> list:
         s = self.spec
-        return tokenize_many(texts, s.tokenizer, s.lowercase, not s.strip_accents, not s.strip_punct,
-                             s.max_chars)
+        tokens = tokenize_many(texts, s.tokenizer, s.lowercase, not s.strip_accents, not s.strip_punct,
+                               s.max_chars)
+        cap = s.max_token_chars
+        if tokens and max(map(len, tokens)) > cap:             # rare: a URL, a hash, a hostile input
+            tokens = [t[:cap] for t in tokens]
+        return tokens
 
     @staticmethod
     def _grams(tokens: list, is_sep, n: int):

@@ -140,6 +140,75 @@ def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int 
             c.close()
 
 
+class WorkerLost(RuntimeError):
+    """A worker process ended without handing back its result (killed, out of memory)."""
+
+
+def _run_one(conn, fn, item) -> None:
+    """A task process: compute, send the result (or the error), exit. Signals are the parent's:
+    Ctrl-C and SIGTERM reach the whole process group, and the parent ends the tasks itself."""
+    _mark_worker()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        out = fn(item)
+    except BaseException as e:                   # noqa: BLE001 - handed to the parent
+        out = _Failure(e)
+    try:
+        conn.send(out)
+    except Exception as e:                       # the result or the error does not pickle
+        conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
+
+
+def unordered_map(fn: Callable, items: list, workers: int = 0) -> Iterator:
+    """(i, fn(items[i])) for every item as each finishes, at most ``n_workers(workers)`` at a
+    time, each item in a forked process of its own (for long tasks: folds, trials). What fn
+    raises comes back as (i, the exception) and the others go on; a process that dies (kill -9,
+    the kernel's out-of-memory killer) comes back as (i, WorkerLost). Closing the generator,
+    or an exception in the consumer (Ctrl-C), kills the running processes at once."""
+    from multiprocessing.connection import wait
+    workers = n_workers(workers)
+    if workers <= 1 and _IN_WORKER:
+        for i, item in enumerate(items):
+            try:
+                yield i, fn(item)
+            except Exception as e:               # noqa: BLE001 - reported like a worker's
+                yield i, e
+        return
+    ctx = multiprocessing.get_context("fork")
+    pending = list(enumerate(items))
+    pending.reverse()
+    running: dict = {}                           # connection -> (index, process)
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, workers):
+                i, item = pending.pop()
+                mine, theirs = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_run_one, args=(theirs, fn, item), daemon=True)
+                p.start()
+                theirs.close()
+                running[mine] = (i, p)
+            for conn in wait(list(running)):
+                i, p = running.pop(conn)
+                try:
+                    out = conn.recv()
+                    out = out.error if isinstance(out, _Failure) else out
+                except (EOFError, OSError):
+                    p.join()
+                    code = p.exitcode
+                    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    out = WorkerLost(f"worker process {p.pid} died ({how}) before it finished")
+                conn.close()
+                p.join()
+                yield i, out
+    finally:
+        for conn, (_, p) in running.items():
+            p.kill()
+        for conn, (_, p) in running.items():
+            p.join()
+            conn.close()
+
+
 def background(items: Iterable, ahead: int, join: bool = True) -> Iterator:
     """The items of ``items``, produced by a helper thread at most ``ahead`` in advance.
 

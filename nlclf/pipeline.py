@@ -6,6 +6,7 @@ Files are written only by the checkpoint and report modules.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import sys
@@ -18,9 +19,9 @@ import numpy as np
 
 import scipy.sparse as sp
 
-from . import calibration, checkpoint, data, explain, metrics, parallel, plots, report, significance
+from . import calibration, checkpoint, data, explain, metrics, parallel, plots, report, rundir, runtime, significance
 from .config import Config, dump, to_dict
-from .errors import CheckpointError, ConfigError, DataError, OutputError
+from .errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
 from .features import Featurizer
 from .model import Classifier
 from .nn import mlp
@@ -56,30 +57,8 @@ def _texts_noting_labels(path, labels: list, opts=None, log=None):
         yield text
 
 
-OUTPUT_FILES = ("model.*.npz", "model.json", "state.*.npz", "state.json", "config.yaml", "report.json",
-                "report.md", "learning_curves.png", "confusion_matrix.png", "cv.json", "cv.md",
-                "leaderboard.json", "leaderboard.md", "best.yaml")
-
-
-def prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Create the output folder; refuse a non-empty one unless overwrite (which removes the files
-    nlclf writes there, and nothing else); check it is writable."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise OutputError(f"{out_dir}: output folder exists and is not empty; "
-                              f"use --overwrite to replace it, or choose another --out")
-        for pattern in OUTPUT_FILES:
-            for f in out_dir.glob(pattern):
-                f.unlink(missing_ok=True)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"{out_dir}: cannot write to the output folder: {e.strerror or e}") from None
+TRAIN_WRITES = ("model.*.npz", "model.json", "config.yaml", "report.json", "report.md",
+                "learning_curves.png", "confusion_matrix.png")      # what run_train puts in its folder
 
 
 def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec:
@@ -180,44 +159,140 @@ def score(model: Classifier, labels: list, texts: list) -> dict:
     return metrics.report(y, pred, model.labels)
 
 
-def _resume_state(cfg: Config, out: Path):
-    """The saved state of an interrupted run in ``out``, checked against ``cfg``."""
-    state, meta = checkpoint.load_state(out)
-    saved, now = meta["config"], to_dict(cfg)
-    if saved != now:
-        flat = lambda d: {f"{sec}.{k}" if isinstance(v, dict) else sec: (x if isinstance(v, dict) else v)
-                          for sec, v in d.items() for k, x in (v.items() if isinstance(v, dict) else [(None, v)])}
-        a, b = flat(saved), flat(now)
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+def _config_difference(saved: dict, now: dict) -> list:
+    flat = lambda d: {f"{sec}.{k}" if isinstance(v, dict) else sec: (x if isinstance(v, dict) else v)
+                      for sec, v in d.items() for k, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+    a, b = flat(saved), flat(now)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _resume_state(cfg: Config, folder: rundir.RunFolder, log):
+    """(State, its meta) of the unfinished run in ``folder``, checked against ``cfg``: the
+    messages tell a finished run, a run that crashed before saving anything, and one to continue."""
+    out, partial = folder.path, folder.partial
+    if not (partial / checkpoint.STATE_META).is_file():
+        if rundir.read_run_info(out) is not None:
+            raise CheckpointError(f"{out}: that run crashed (its process ended without a word: kill -9, out of "
+                              f"memory, power loss) before it saved a training state, which happens at the "
+                              f"end of an epoch (at most every train.checkpoint_seconds); there is nothing to "
+                              f"resume: start again with --overwrite")
+        if (out / checkpoint.META).is_file():
+            raise CheckpointError(f"{out}: that run finished; there is nothing to resume")
+        raise CheckpointError(f"{out}: no saved training state to resume from")
+    state, meta = checkpoint.load_state(partial)
+    diff = _config_difference(meta["config"], to_dict(cfg))
+    if diff:
         raise ConfigError(f"{out}: the config differs from the interrupted run's ({', '.join(diff[:5])}); "
                           f"resume with the same config and --set options")
-    if state.done:
-        raise OutputError(f"{out}: that run already finished; nothing to resume")
-    return state
+    how = folder.unfinished()
+    log(f"resuming the {'interrupted' if how == 'interrupted' else 'crashed'} run in {out} from epoch "
+        f"{state.epoch}, batch {state.batch}" + ("" if how == "interrupted" else
+                                                 " (its last saved state: what came after it is done again)"))
+    return state, meta
+
+
+def _check_inputs(saved: dict, now: dict, out: Path, force: bool, log) -> None:
+    """Resuming on data that changed would mix two datasets in one model: refuse unless forced."""
+    for role, fp in now.items():
+        old = saved.get(role)
+        why = "it was not part of the interrupted run" if old is None else data.changed(old, fp)
+        if not why:
+            continue
+        if not force:
+            raise ConfigError(f"{fp['path']}: the {role} data changed since the interrupted run in {out} "
+                              f"({why}); resuming would mix two datasets. Start again with --overwrite, or "
+                              f"continue anyway with --resume {out} --force")
+        log(f"{fp['path']}: the {role} data changed since the interrupted run ({why}); continuing (--force)")
+
+
+def data_paths(cfg: Config, root: Path) -> dict:
+    """role -> path of the config's data files (train, and dev/test when set), checked to exist."""
+    paths = {"train": data.resolve(cfg.data.train, root)}
+    if cfg.data.dev:
+        paths["dev"] = data.resolve(cfg.data.dev, root)
+    if cfg.data.test:
+        paths["test"] = data.resolve(cfg.data.test, root)
+    if cfg.features.pretrained and cfg.features.kind != "bow":
+        paths["pretrained"] = data.resolve(cfg.features.pretrained, root)
+    for p in paths.values():
+        if not p.exists():
+            raise DataError(f"{p}: file not found (paths in the config are relative to the data "
+                            f"root {root.resolve()}; set --data-root or NLCLF_DATA_ROOT)")
+    return paths
+
+
+OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2}     # arrays of a parameter's shape each keeps
+
+
+def check_memory(cfg: Config, n_params: int) -> None:
+    """Refuse a network that cannot fit: its weights, the best epoch's copy, the gradients, the
+    optimiser's moments and an ensemble's finished members, against the machine's memory."""
+    copies = 3 + OPTIMIZER_COPIES.get(cfg.train.optimizer, 2) + (cfg.train.ensemble - 1)
+    need = n_params * np.dtype(cfg.train.dtype).itemsize * copies
+    have = runtime.machine_memory()
+    if have and need > have:
+        raise ConfigError(f"this network needs about {runtime.human_bytes(need)} ({n_params:,} parameters × "
+                          f"{np.dtype(cfg.train.dtype).itemsize} bytes × {copies} copies: weights, the best "
+                          f"epoch's, gradients, {cfg.train.optimizer}'s state), the machine has "
+                          f"{runtime.human_bytes(have)}: lower model.hidden, features.max_size or "
+                          f"features.embed_dim")
+
+
+def _known_params(cfg: Config) -> int:
+    """Parameters the config alone fixes (before the vocabulary is known): hidden-to-hidden
+    weights, and the first layer of embed_concat. A lower bound, checked before any data is read."""
+    h = list(cfg.model.hidden)
+    n = sum(a * b for a, b in zip(h, h[1:]))
+    if cfg.features.kind == "embed_concat" and h:
+        n += cfg.features.max_tokens * cfg.features.embed_dim * h[0]
+    return n * cfg.train.ensemble
 
 
 def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
-              on_progress=None, log=lambda msg: None, resume: bool = False, should_stop=None) -> dict:
+              on_progress=None, log=lambda msg: None, resume: bool = False, should_stop=None,
+              force: bool = False) -> dict:
     """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report.
 
-    The best model is saved whenever the dev score improves, the training state at the end of
-    every epoch and when ``should_stop()`` turns true (then Interrupted is raised); ``resume``
-    continues the interrupted run saved in the output folder, to the same final bytes."""
+    The run is assembled in the folder's staging area (rundir.PARTIAL): the best model so far
+    and the training state, saved at the end of an epoch (at most every checkpoint_seconds)
+    and when ``should_stop()`` turns true (then Interrupted is raised). Only a complete run
+    moves its files into the folder, replacing what an earlier run of nlclf wrote there; a
+    failed one leaves the folder as it was. ``resume`` continues the unfinished run of the
+    folder, to the same final bytes; ``force`` lets it continue on changed data."""
     t_start = time.perf_counter()
     root = data_root(root)
     out = Path(out_dir or cfg.output.dir)
-    train_path = data.resolve(cfg.data.train, root)
-    dev_path = data.resolve(cfg.data.dev, root) if cfg.data.dev else None
-    test_path = data.resolve(cfg.data.test, root) if cfg.data.test else None
-    for p in (train_path, dev_path, test_path):
-        if p is not None and not p.exists():
-            raise DataError(f"{p}: file not found (paths in the config are relative to the data "
-                            f"root {root}; set --data-root or NLCLF_DATA_ROOT)")
-    state = _resume_state(cfg, out) if resume else None
-    if state is None:
-        prepare_output(out, overwrite)
-    else:
-        log(f"resuming from epoch {state.epoch}, batch {state.batch}")
+    paths = data_paths(cfg, root)
+    check_memory(cfg, _known_params(cfg))
+    folder = rundir.RunFolder.claim(out, overwrite, TRAIN_WRITES, resume)
+    try:
+        r = _train_in(folder, cfg, root, paths, on_progress, log, resume, should_stop, force, t_start)
+    except Interrupted:
+        folder.set_run_info(dict(rundir.read_run_info(out) or {}, status="interrupted"))
+        folder.release()
+        raise
+    except BaseException as e:
+        resumable = (folder.partial / checkpoint.STATE_META).is_file()
+        if resumable and (resume or isinstance(e, KeyboardInterrupt)):
+            folder.set_run_info(dict(rundir.read_run_info(out) or {}, status="interrupted"))
+        elif not resume:
+            folder.discard_partial()             # nothing of this run is kept; the previous result is untouched
+        folder.release(failed=True)
+        raise
+    folder.release()
+    return r
+
+
+def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on_progress, log, resume: bool,
+              should_stop, force: bool, t_start: float) -> dict:
+    out = folder.path
+    state, state_meta = _resume_state(cfg, folder, log) if resume else (None, None)
+    partial = folder.start_partial(fresh=not resume, info={"pid": os.getpid()})
+    paths = {role: data.readable_again(p, partial, log, cfg.data.max_text_bytes) for role, p in paths.items()}
+    inputs = {role: data.fingerprint(p) for role, p in paths.items()}
+    if state_meta is not None:
+        _check_inputs(state_meta.get("inputs", {}), inputs, out, force, log)
+    train_path, dev_path, test_path = paths["train"], paths.get("dev"), paths.get("test")
 
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
@@ -251,20 +326,22 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         featurizer.fit_weights(X, y)
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
     featurize_seconds = time.perf_counter() - t0
+    shapes = mlp.param_shapes(net_spec(cfg, featurizer, len(label_set)))
+    check_memory(cfg, sum(math.prod(s) for s in shapes.values()) * cfg.train.ensemble)
 
     saved = {"time": time.perf_counter(), "best": (0, 0)}
 
     def on_checkpoint(st, why, best_model):
         """At an epoch's end (at most every checkpoint_seconds) and on interruption: the best
-        model so far, if it changed, then the state to resume from."""
+        model so far, if it changed, then the state to resume from, both in the staging folder."""
         now = time.perf_counter()
         if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
             return
         if (st.member, st.best_epoch) != saved["best"]:
-            checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
-            checkpoint.save(out, best_model(), cfg)
+            rundir.atomic_write(partial / "config.yaml", dump(cfg).encode())
+            checkpoint.save(partial, best_model(), cfg)
             saved["best"] = (st.member, st.best_epoch)
-        checkpoint.save_state(out, st, cfg)
+        checkpoint.save_state(partial, st, cfg, {"inputs": inputs})
         saved["time"] = now
 
     model, result = train_model(cfg, featurizer, X, y, X_dev, y_dev, label_set.labels, rng, root,
@@ -293,13 +370,13 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         log(f"calibration: temperature {model.temperature:.3f}, dev ECE {calib['dev_ece_before']:.4f} -> "
             f"{calib['dev_ece_after']:.4f}")
 
-    checkpoint.atomic_write(out / "config.yaml", dump(cfg).encode())
-    checkpoint.save(out, model, cfg)
-    checkpoint.remove_state(out)
+    rundir.atomic_write(partial / "config.yaml", dump(cfg).encode())
+    files = checkpoint.save(partial, model, cfg)
+    checkpoint.remove_state(partial)
     r = {
         "data": {"train": int(len(y)), "dev": int(len(y_dev)), "test": n_test,
                  "train_file": str(train_path), "dev_file": str(dev_path) if dev_path else None,
-                 "test_file": str(test_path) if test_path else None},
+                 "test_file": str(test_path) if test_path else None, "inputs": inputs},
         "labels": label_set.labels,
         "features": {"kind": cfg.features.kind, "vocab_size": len(featurizer.vocab),
                      "n_features": featurizer.n_features},
@@ -312,8 +389,9 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
         "steps": result.steps, "total_seconds": time.perf_counter() - t_start,
         "out_dir": str(out), "calibration": calib,
     }
-    r["pictures"] = _pictures(out, r, log)
-    report.write_train_report(out, r)
+    r["pictures"] = _pictures(partial, r, log)
+    report.write_train_report(partial, r)
+    folder.promote(files + ["config.yaml", "report.json", "report.md"] + r["pictures"], replaces=TRAIN_WRITES)
     return r
 
 
@@ -339,6 +417,8 @@ def _read_eval(model: Classifier, data_path, opts=None):
 def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None) -> dict:
     """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins) and,
     with ``errors``, the most confident mistakes."""
+    if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
+        raise OutputError(f"{plot_dir}: --plots names a folder for the pictures; this is an existing file")
     model, cfg, _ = checkpoint.load(model_dir)
     rows, y = _read_eval(model, data_path, cfg.data)
     probs = model.proba([r[2] for r in rows])
@@ -355,7 +435,10 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
         m["pictures"] = []
         if plots.available():
             d = Path(plot_dir)
-            d.mkdir(parents=True, exist_ok=True)
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{d}: cannot create the folder for the pictures: {e.strerror or e}") from None
             m["pictures"] = [str(plots.reliability_diagram(m["reliability"], d / "reliability.png")),
                              str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], d / "confusion_matrix.png"))]
     return m
@@ -364,25 +447,32 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
 def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int = 0) -> dict:
     """Both models on the same labelled file, and whether the difference is more than noise:
     McNemar's test on the examples where they disagree, and a paired bootstrap of the
-    accuracy difference (B minus A)."""
-    out = {}
-    preds = []
-    labels = None
-    for key, path in (("a", model_a), ("b", model_b)):
-        model, cfg, _ = checkpoint.load(path)
-        rows = list(data.iter_labelled(data_path, cfg.data))
-        if not rows:
-            raise DataError(f"{data_path}: no examples")
-        labels = np.array([r[1] for r in rows], dtype=object)
-        p = np.array(model.labels, dtype=object)[model.proba([r[2] for r in rows]).argmax(1)]
-        preds.append(p)
-        known = LabelSet(model.labels)
-        y = np.array([known.index.get(l, -1) for l in labels])
-        out[key] = dict(metrics.report(y, np.array([known.index[x] for x in p]), model.labels),
-                        model=str(path))
+    accuracy difference (B minus A). The data is read once (with model A's data settings);
+    the tables are over every label either model or the data knows, and an example whose label
+    a model never saw counts as that model's error (``notes`` says which)."""
+    (ma, cfg, _), (mb, _, _) = checkpoint.load(model_a), checkpoint.load(model_b)
+    rows = list(data.iter_labelled(data_path, cfg.data))
+    if not rows:
+        raise DataError(f"{data_path}: no examples")
+    truth = [r[1] for r in rows]
+    texts = [r[2] for r in rows]
+    names = sorted(set(ma.labels) | set(mb.labels) | set(truth))
+    index = {l: i for i, l in enumerate(names)}
+    y = np.fromiter((index[l] for l in truth), dtype=np.int64, count=len(truth))
+    out, preds, notes = {}, [], []
+    for key, path, model in (("a", model_a, ma), ("b", model_b, mb)):
+        ids = np.array([index[l] for l in model.labels])[model.proba(texts).argmax(1)]       # (N,)
+        preds.append(ids)
+        unseen = sorted(set(truth) - set(model.labels))
+        if unseen:
+            n = sum(1 for l in truth if l not in set(model.labels))
+            notes.append(f"model {key.upper()} ({path}) never saw the label(s) {', '.join(unseen[:5])}"
+                         f"{' ...' if len(unseen) > 5 else ''}: its {n} example(s) count as its errors")
+        out[key] = dict(metrics.report(y, ids, names), model=str(path))
+    out["notes"] = notes
     out["b_minus_a"] = {k: out["b"][k] - out["a"][k] for k in ("accuracy", "macro_f1")}
-    out["mcnemar"] = significance.mcnemar(labels, preds[0], preds[1])
-    out["bootstrap"] = significance.paired_bootstrap(labels, preds[0], preds[1], resamples, seed)
+    out["mcnemar"] = significance.mcnemar(y, preds[0], preds[1])
+    out["bootstrap"] = significance.paired_bootstrap(y, preds[0], preds[1], resamples, seed)
     return out
 
 

@@ -8,20 +8,21 @@ writes files; the CLI writes the reports this module returns.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
+import re
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from . import config as config_mod
-from . import data
+from . import data, parallel, rundir
 from .config import Config
-from .errors import ConfigError, DataError, NlclfError
+from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
 from .pipeline import data_root, fit_lists, score
 
 HALVING_ETA = 3
@@ -30,57 +31,73 @@ HALVING_ETA = 3
 # --- where the work runs ---------------------------------------------------------
 
 class _Local:
-    """Worker processes on this machine (each limited to one BLAS thread)."""
+    """Forked processes on this machine, one per task (parallel.unordered_map): the shared data
+    reaches them by fork, a process that dies fails only its own task, Ctrl-C ends them at once."""
 
     def __init__(self, jobs: int):
-        self.pool = ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread)
+        self.jobs = jobs
 
-    def scatter(self, obj):
-        return obj
-
-    def submit(self, fn, *args):
-        return self.pool.submit(fn, *args)
+    def results(self, fn, shared, tasks: list):
+        """(i, fn(shared, *tasks[i]) or the exception it raised) as each task finishes."""
+        return parallel.unordered_map(lambda args: fn(shared, *args), tasks, self.jobs)
 
     def close(self):
-        self.pool.shutdown(cancel_futures=True)
+        pass
+
+
+SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})/?$")
 
 
 class _Dask:
     """A Dask ``distributed`` scheduler: ``tcp://HOST:PORT``. Data files must be readable by the
-    workers at the same paths (they receive the data itself, scattered once)."""
+    workers at the same paths (they receive the data itself, scattered once). Dask's protocol
+    unpickles what the scheduler sends: use only a cluster you trust."""
 
     def __init__(self, address: str):
+        m = SCHEDULER_ADDRESS.match(address)
+        if not m or not 0 < int(m.group(3)) < 65536:
+            raise ConfigError(f"--scheduler {address}: expected a Dask scheduler address like "
+                              f"tcp://HOST:PORT (port 1-65535)")
         try:
             from distributed import Client
         except ImportError:
             raise ConfigError("--scheduler needs the 'distributed' package: pip install 'nlclf[distributed]'") from None
         try:
-            self.client = Client(address, timeout="20s")
-        except (OSError, TimeoutError) as e:
-            raise ConfigError(f"--scheduler {address}: cannot connect ({e})") from None
+            self.client = Client(address, timeout="15s")
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:            # OSError, TimeoutError, a protocol error, MemoryError, ...
+            raise ConfigError(f"--scheduler {address}: cannot connect to a Dask scheduler there "
+                              f"({type(e).__name__}: {str(e)[:200] or 'no answer'})") from None
 
-    def scatter(self, obj):
-        return self.client.scatter(obj, broadcast=True)
-
-    def submit(self, fn, *args):
-        return self.client.submit(fn, *args, pure=False)
+    def results(self, fn, shared, tasks: list):
+        from distributed import as_completed
+        data = self.client.scatter(shared, broadcast=True)
+        futures = [self.client.submit(fn, data, *args, pure=False) for args in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        try:
+            for fut in as_completed(futures):
+                try:
+                    yield index[fut.key], fut.result()
+                except Exception as e:             # noqa: BLE001 - the task's error, or a lost worker
+                    yield index[fut.key], e
+        finally:
+            self.client.cancel(futures)
 
     def close(self):
         self.client.close()
-
-
-def _one_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:          # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
 
 
 def executor(jobs: int | None = None, scheduler: str | None = None):
     if scheduler:
         return _Dask(scheduler)
     return _Local(jobs or os.cpu_count() or 1)
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, NlclfError):
+        return str(e)
+    return "".join(traceback.format_exception_only(type(e), e)).strip()
 
 
 # --- cross-validation -----------------------------------------------------------------
@@ -108,7 +125,7 @@ def fold_split(examples: tuple, train_idx, test_idx, dev_fraction: float, seed: 
             _subset(examples, test_idx))
 
 
-def run_fold(cfg_dict: dict, examples: tuple, train_idx, test_idx, root) -> dict:
+def run_fold(examples: tuple, cfg_dict: dict, train_idx, test_idx, root) -> dict:
     """Train on one fold, score its held-out part: accuracy, macro-F1, best epoch, seconds."""
     t0 = time.perf_counter()
     cfg = config_mod.from_dict(cfg_dict)
@@ -132,53 +149,105 @@ def _training_examples(cfg: Config, root) -> tuple:
     return data.read_labelled(path, cfg.data)
 
 
-def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=None,
-           scheduler: str | None = None, log=lambda msg: None) -> dict:
-    """K-fold stratified cross-validation of ``cfg`` on its training file, for ``seeds`` seeds
-    (cfg.seed, cfg.seed + 1, ...: each seed its own folds and initialisation)."""
-    examples = _training_examples(cfg, root)
-    if cfg.data.dev or cfg.data.test:
-        log("cross-validation uses data.train only; each fold's dev set is split off its training part")
-    t0 = time.perf_counter()
-    pool = executor(jobs, scheduler)
-    try:
-        shared = pool.scatter(examples)
-        runs = []
-        for s in range(seeds):
-            seed = cfg.seed + s
-            cfg_dict = config_mod.to_dict(cfg)
-            cfg_dict["seed"] = seed
-            for f, (tr, te) in enumerate(folds(examples[0], k, seed), start=1):
-                runs.append(({"seed": seed, "fold": f, "n_test": len(te)},
-                             pool.submit(run_fold, cfg_dict, shared, tr, te, root)))
-        rows = []
-        for info, fut in runs:
-            row = dict(info, **fut.result())
-            rows.append(row)
-            log(f"seed {row['seed']} fold {row['fold']}: accuracy {row['accuracy']:.4f}")
-    finally:
-        pool.close()
-    per_seed = {}
-    for r in rows:
+def _cv_summary(cfg: Config, k: int, seeds: int, n: int, rows: list, t0: float, planned: int) -> dict:
+    ok = [r for r in rows if "error" not in r]
+    per_seed: dict = {}
+    for r in ok:
         per_seed.setdefault(r["seed"], []).append(r["accuracy"])
-    return {"folds": k, "seeds": [cfg.seed + s for s in range(seeds)], "n": len(examples[0]),
-            "runs": rows,
-            "accuracy": _mean_std([r["accuracy"] for r in rows]),
-            "macro_f1": _mean_std([r["macro_f1"] for r in rows]),
+    return {"folds": k, "seeds": [cfg.seed + s for s in range(seeds)], "n": n,
+            "runs": sorted(rows, key=lambda r: (r["seed"], r["fold"])), "planned": planned,
+            "finished": len(rows), "failed": len(rows) - len(ok),
+            "accuracy": _mean_std([r["accuracy"] for r in ok]),
+            "macro_f1": _mean_std([r["macro_f1"] for r in ok]),
             "accuracy_per_seed": {str(s): float(np.mean(v)) for s, v in per_seed.items()},
             "seconds": time.perf_counter() - t0, "config": config_mod.to_dict(cfg)}
 
 
+def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=None,
+           scheduler: str | None = None, log=lambda msg: None, on_update=None) -> dict:
+    """K-fold stratified cross-validation of ``cfg`` on its training file, for ``seeds`` seeds
+    (cfg.seed, cfg.seed + 1, ...: each seed its own folds and initialisation). Folds run in
+    parallel; ``on_update(report so far)`` is called as each one finishes. A fold that fails
+    (its error, or its worker process lost) is recorded with the error; the others go on."""
+    examples = _training_examples(cfg, root)
+    if cfg.data.dev or cfg.data.test:
+        log("cross-validation uses data.train only; each fold's dev set is split off its training part")
+    t0 = time.perf_counter()
+    infos, tasks = [], []
+    for s in range(seeds):
+        seed = cfg.seed + s
+        cfg_dict = dict(config_mod.to_dict(cfg), seed=seed)
+        for f, (tr, te) in enumerate(folds(examples[0], k, seed), start=1):
+            infos.append({"seed": seed, "fold": f, "n_test": len(te)})
+            tasks.append((cfg_dict, tr, te, root))
+    pool = executor(jobs, scheduler)
+    rows: list = []
+    try:
+        for i, res in pool.results(run_fold, examples, tasks):
+            if isinstance(res, BaseException):
+                row = dict(infos[i], error=_error_text(res))
+                log(f"seed {row['seed']} fold {row['fold']}: failed: {row['error'].splitlines()[0]}")
+            else:
+                row = dict(infos[i], **res)
+                log(f"seed {row['seed']} fold {row['fold']}: accuracy {row['accuracy']:.4f}")
+            rows.append(row)
+            if on_update is not None:
+                on_update(_cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks)))
+    finally:
+        pool.close()
+    return _cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks))
+
+
 def cv_markdown(r: dict) -> str:
-    out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples", "",
+    progress = "" if r["finished"] == r["planned"] else f" ({r['finished']} of {r['planned']} runs finished)"
+    out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples{progress}", "",
            f"**accuracy {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f}**, "
            f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", "",
            "| seed | fold | test examples | accuracy | macro-F1 | best epoch | seconds |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
     for x in r["runs"]:
+        if "error" in x:
+            out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | failed: {x['error'].splitlines()[0][:80]} "
+                       f"| | | |")
+            continue
         out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | {x['accuracy']:.4f} | {x['macro_f1']:.4f} "
                    f"| {x['best_epoch']} | {x['seconds']:.1f} |")
     return "\n".join(out) + "\n"
+
+
+CV_WRITES = ("cv.json", "cv.md")
+TUNE_WRITES = ("leaderboard.json", "leaderboard.md", "best.yaml")
+
+
+def _interrupted(e: KeyboardInterrupt, what: str) -> Interrupted:
+    return Interrupted(what, getattr(e, "exit_code", 130))
+
+
+def cv_into(out, overwrite: bool, cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=None,
+            scheduler: str | None = None, log=lambda msg: None) -> dict:
+    """run_cv, writing cv.json and cv.md into the output folder ``out`` as each fold finishes
+    (so an interruption keeps every finished fold); returns the report."""
+    folder = rundir.RunFolder.claim(out, overwrite, CV_WRITES)
+    wrote = []
+
+    def write(r):
+        folder.write("cv.json", (json.dumps(r, indent=2) + "\n").encode())
+        folder.write("cv.md", cv_markdown(r).encode())
+        wrote.append(r)
+
+    try:
+        r = run_cv(cfg, k, seeds, jobs, root, scheduler, log, write)
+    except KeyboardInterrupt as e:
+        done = wrote[-1]["finished"] if wrote else 0
+        folder.release(failed=not wrote)
+        raise _interrupted(e, f"interrupted: {done} fold run(s) finished" +
+                           (f", saved in {Path(out) / 'cv.md'}" if wrote else "")) from None
+    except BaseException:
+        folder.release(failed=not wrote)
+        raise
+    write(r)
+    folder.release()
+    return r
 
 
 # --- hyperparameter search ----------------------------------------------------------
@@ -189,12 +258,7 @@ DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
 def load_space(path) -> dict:
     """A search space: dotted config key -> list of choices, or {DIST: [low, high]} / {choice: [...]}."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search space file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: cannot read the search space: {e}") from None
+    raw, _ = config_mod.read_yaml(config_mod.read_small_text(path, "search space"), str(path))
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{path}: the search space must be a mapping of dotted config keys to ranges")
     space, problems = {}, []
@@ -269,7 +333,7 @@ def trial_config(cfg: Config, settings: dict, seed: int, epochs: int | None = No
     return config_mod.load_text(yaml.safe_dump(raw), "<search>", overrides)
 
 
-def run_trial(cfg_dict: dict, examples: tuple, cv: int, root) -> dict:
+def run_trial(examples: tuple, cfg_dict: dict, cv: int, root) -> dict:
     """One trial: the best dev score (examples = (train, dev)), or the cross-validated mean
     accuracy (cv > 1, examples = the training pairs). Errors are returned, not raised."""
     t0 = time.perf_counter()
@@ -287,9 +351,7 @@ def run_trial(cfg_dict: dict, examples: tuple, cv: int, root) -> dict:
         return {"score": float(result.best_score), "best_epoch": result.best_epoch,
                 "seconds": time.perf_counter() - t0}
     except Exception as e:                      # one failing trial must not end the search
-        detail = str(e) if isinstance(e, NlclfError) else "".join(
-            traceback.format_exception_only(type(e), e)).strip()
-        return {"score": None, "error": detail, "seconds": time.perf_counter() - t0}
+        return {"score": None, "error": _error_text(e), "seconds": time.perf_counter() - t0}
 
 
 def _search_examples(cfg: Config, root, cv: int):
@@ -303,10 +365,30 @@ def _search_examples(cfg: Config, root, cv: int):
     return _subset(examples, np.flatnonzero(~is_dev)), _subset(examples, np.flatnonzero(is_dev))
 
 
+def _rungs(max_epochs: int, n_trials: int, halving: bool) -> list:
+    if not halving:
+        return [max_epochs]
+    n_rungs = max(1, min(int(math.log(max_epochs, HALVING_ETA)) + 1,
+                         int(math.log(max(n_trials, 1), HALVING_ETA)) + 1))
+    return [max(1, round(max_epochs / HALVING_ETA ** (n_rungs - 1 - r))) for r in range(n_rungs)]
+
+
+def search_signature(cfg: Config, space: dict, trials: int, cv: int, halving: bool, metric) -> dict:
+    """What defines a search: a resumed one must have the same."""
+    return {"config": config_mod.to_dict(cfg), "space": {k: [kind, args] for k, (kind, args) in space.items()},
+            "trials": trials, "cv": cv, "halving": halving, "metric": metric}
+
+
 def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None, cv: int = 0,
              halving: bool = False, scheduler: str | None = None, root=None, metric: str | None = None,
-             log=lambda msg: None) -> dict:
-    """Random (or grid) search over ``space``; returns the leaderboard and the best config."""
+             log=lambda msg: None, on_update=None, done: list | None = None) -> dict:
+    """Random (or grid) search over ``space``; returns the leaderboard and the best config.
+
+    Trials run in parallel; ``on_update(leaderboard so far)`` is called as each one finishes. A
+    trial that fails (its error, or its worker process lost) is recorded with the error and the
+    search goes on. ``done``: the "results" of an earlier, interrupted run of the same search,
+    which are taken as they are instead of being run again (except those whose worker was lost)."""
+    signature = search_signature(cfg, space, trials, cv, halving, metric)
     if metric:
         cfg = trial_config(cfg, {"train.metric": metric}, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -317,58 +399,142 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
     else:
         settings = [sample(space, rng) for _ in range(trials)]
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=len(settings))]
-    configs = [trial_config(cfg, st, sd) for st, sd in zip(settings, seeds)]      # validates every trial first
+    for st, sd in zip(settings, seeds):
+        trial_config(cfg, st, sd)                              # validates every trial first
     examples = _search_examples(cfg, root, cv)
     t0 = time.perf_counter()
-    max_epochs = cfg.train.epochs
-    rungs = [max_epochs]
-    if halving:
-        n_rungs = max(1, min(int(math.log(max_epochs, HALVING_ETA)) + 1,
-                             int(math.log(max(len(configs), 1), HALVING_ETA)) + 1))
-        rungs = [max(1, round(max_epochs / HALVING_ETA ** (n_rungs - 1 - r))) for r in range(n_rungs)]
+    rungs = _rungs(cfg.train.epochs, len(settings), halving)
     rows = [{"trial": i + 1, "settings": st, "seed": sd, "score": None, "epochs": None, "seconds": 0.0}
             for i, (st, sd) in enumerate(zip(settings, seeds))]
+    previous = {(d["trial"], d["rung"]): d for d in (done or []) if not d.get("lost")}
+    results: list = []
+
+    def record(i: int, r: int, res: dict) -> None:
+        row = rows[i]
+        row.update(score=res["score"], epochs=rungs[r], rung=r + 1, best_epoch=res.get("best_epoch"),
+                   seconds=row["seconds"] + res["seconds"])
+        row.pop("error", None)
+        if "error" in res:
+            row["error"] = res["error"]
+        results.append(dict(res, trial=i + 1, rung=r + 1))
+
+    def board() -> dict:
+        ordered = sorted(rows, key=lambda x: (x["score"] is None, -(x.get("rung") or 0),
+                                              -(x["score"] if x["score"] is not None else 0), x["trial"]))
+        best = next((x for x in ordered if x["score"] is not None), None)
+        best_cfg = trial_config(cfg, best["settings"], best["seed"]) if best else None
+        return {"objective": f"{'cv' + str(cv) + ' mean ' if cv > 1 else 'dev '}{cfg.train.metric}",
+                "trials": ordered, "best": best, "best_config": config_mod.to_dict(best_cfg) if best_cfg else None,
+                "rungs": rungs, "seconds": time.perf_counter() - t0, "finished": len(results),
+                "search": signature, "results": list(results)}
+
     alive = list(range(len(rows)))
     pool = executor(jobs, scheduler)
     try:
-        shared = pool.scatter(examples)
         for r, epochs in enumerate(rungs):
-            futures = [(i, pool.submit(run_trial, config_mod.to_dict(trial_config(cfg, settings[i], seeds[i], epochs)),
-                                       shared, cv, root)) for i in alive]
-            for i, fut in futures:
-                res = fut.result()
-                row = rows[i]
-                row.update(score=res["score"], epochs=epochs, rung=r + 1, best_epoch=res.get("best_epoch"),
-                           seconds=row["seconds"] + res["seconds"])
-                if "error" in res:
-                    row["error"] = res["error"]
-                    log(f"trial {row['trial']}: failed: {res['error'].splitlines()[0]}")
+            todo = []
+            for i in alive:
+                if (i + 1, r + 1) in previous:
+                    record(i, r, previous[(i + 1, r + 1)])
                 else:
-                    log(f"trial {row['trial']} ({epochs} epochs): {res['score']:.4f}")
+                    todo.append(i)
+            if previous and len(todo) < len(alive):
+                log(f"rung {r + 1}: {len(alive) - len(todo)} trial(s) taken from the interrupted search")
+            tasks = [(config_mod.to_dict(trial_config(cfg, settings[i], seeds[i], epochs)), cv, root) for i in todo]
+            for j, res in pool.results(run_trial, examples, tasks):
+                i = todo[j]
+                if isinstance(res, BaseException):
+                    lost = isinstance(res, parallel.WorkerLost) or type(res).__name__ == "KilledWorker"
+                    res = {"score": None, "error": _error_text(res), "seconds": 0.0, "lost": lost}
+                record(i, r, res)
+                if "error" in res:
+                    log(f"trial {i + 1}: failed: {res['error'].splitlines()[0]}")
+                else:
+                    log(f"trial {i + 1} ({epochs} epochs): {res['score']:.4f}")
+                if on_update is not None:
+                    on_update(board())
             if r < len(rungs) - 1:
                 ok = sorted((i for i in alive if rows[i]["score"] is not None), key=lambda i: -rows[i]["score"])
                 alive = ok[:max(1, math.ceil(len(alive) / HALVING_ETA))]
     finally:
         pool.close()
-    board = sorted(rows, key=lambda x: (x["score"] is None, -(x.get("rung") or 0),
-                                        -(x["score"] if x["score"] is not None else 0), x["trial"]))
-    best = next((x for x in board if x["score"] is not None), None)
-    best_cfg = trial_config(cfg, best["settings"], best["seed"]) if best else None
-    return {"objective": f"{'cv' + str(cv) + ' mean ' if cv > 1 else 'dev '}{cfg.train.metric}",
-            "trials": board, "best": best, "best_config": config_mod.to_dict(best_cfg) if best_cfg else None,
-            "rungs": rungs, "seconds": time.perf_counter() - t0}
+    return board()
+
+
+def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, trials: int = 20,
+              jobs: int | None = None, cv: int = 0, halving: bool = False, scheduler: str | None = None,
+              root=None, metric: str | None = None, log=lambda msg: None) -> dict:
+    """run_tune, rewriting leaderboard.json, leaderboard.md and best.yaml in the output folder
+    ``out`` (atomically) after every trial, so an interruption keeps every finished trial;
+    ``resume`` continues the interrupted search saved there."""
+    done = None
+    folder = rundir.RunFolder.claim(out, overwrite, TUNE_WRITES, resume)
+    try:
+        if resume:
+            done = _saved_results(folder, search_signature(cfg, space, trials, cv, halving, metric))
+            log(f"resuming the search in {out}: {len([d for d in done if not d.get('lost')])} trial run(s) done")
+    except BaseException:
+        folder.release()
+        raise
+    wrote = []
+
+    def write(r):
+        folder.write("leaderboard.json", (json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode())
+        folder.write("leaderboard.md", tune_markdown(r).encode())
+        if r["best_config"]:
+            folder.write("best.yaml", config_mod.dump(config_mod.from_dict(r["best_config"])).encode())
+        wrote.append(r)
+
+    try:
+        r = run_tune(cfg, space, trials, jobs, cv, halving, scheduler, root, metric, log, write, done)
+    except KeyboardInterrupt as e:
+        n = wrote[-1]["finished"] if wrote else 0
+        folder.release(failed=not wrote and not resume)
+        raise _interrupted(e, f"interrupted: {n} trial run(s) finished" +
+                           (f" and saved in {Path(out) / 'leaderboard.md'}; continue with --resume {out}"
+                            if wrote else "")) from None
+    except BaseException:
+        folder.release(failed=not wrote and not resume)
+        raise
+    write(r)
+    folder.release()
+    return r
+
+
+def _saved_results(folder: rundir.RunFolder, signature: dict) -> list:
+    path = folder.path / "leaderboard.json"
+    if not folder.owns("leaderboard.json") or not path.is_file():
+        raise OutputError(f"{folder.path}: no search to resume (no leaderboard.json written by nlclf tune)")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise OutputError(f"{path}: damaged leaderboard ({e})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("results"), list) or "search" not in saved:
+        raise OutputError(f"{path}: not a leaderboard nlclf tune can resume")
+    old = saved["search"]
+    diff = sorted(k for k in set(old) | set(signature) if old.get(k) != signature.get(k))
+    if diff:
+        raise ConfigError(f"{folder.path}: the search differs from the interrupted one ({', '.join(diff)}); "
+                          f"resume with the same config, --set, --space, --trials, --cv, --halving and --metric")
+    return [d for d in saved["results"] if isinstance(d, dict) and "trial" in d and "rung" in d]
 
 
 def tune_markdown(r: dict) -> str:
     keys = sorted({k for t in r["trials"] for k in t["settings"]})
     out = [f"# Hyperparameter search: objective {r['objective']}", "",
-           f"{len(r['trials'])} trials, epochs per rung {r['rungs']}, {r['seconds']:.0f} s", "",
+           f"{len(r['trials'])} trials ({r.get('finished', len(r['trials']))} runs finished), epochs per rung "
+           f"{r['rungs']}, {r['seconds']:.0f} s", "",
            "| rank | trial | " + " | ".join(keys) + " | seed | epochs | score | seconds |",
            "|---:|---:|" + "---|" * len(keys) + "---:|---:|---:|---:|"]
     for rank, t in enumerate(r["trials"], start=1):
         vals = [(f"{t['settings'][k]:.4g}" if isinstance(t["settings"].get(k), float) else str(t["settings"].get(k, "")))
                 for k in keys]
-        sc = f"{t['score']:.4f}" if t["score"] is not None else f"error: {t.get('error', '').splitlines()[0][:60]}"
+        if t["score"] is not None:
+            sc = f"{t['score']:.4f}"
+        elif "error" in t:
+            sc = f"error: {(t['error'].splitlines() or [''])[0][:60]}"
+        else:
+            sc = "not run yet"
         out.append(f"| {rank} | {t['trial']} | " + " | ".join(vals) +
-                   f" | {t['seed']} | {t['epochs']} | {sc} | {t['seconds']:.1f} |")
+                   f" | {t['seed']} | {t['epochs'] if t['epochs'] is not None else ''} | {sc} | {t['seconds']:.1f} |")
     return "\n".join(out) + "\n"

@@ -52,6 +52,20 @@ class State:
     members_info: list = field(default_factory=list)   # ... and their summaries (Result.summary)
 
 
+class StopRequest:
+    """Set from a signal handler (the CLI's): the training loop polls it after every batch and,
+    once set, saves its state and raises Interrupted with exit code 128 + ``signum``.
+    ``in_loop`` tells the handler whether a loop is there to poll it; outside one a signal
+    should stop the command at once."""
+
+    def __init__(self):
+        self.signum = 0
+        self.in_loop = False
+
+    def __call__(self) -> bool:
+        return bool(self.signum)
+
+
 @dataclass
 class Result:
     params: dict                      # the best epoch's weights (copies)
@@ -172,8 +186,6 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
     sparse = sp.issparse(X)
     n_batches = max(1, math.ceil(n / bs))
     total = cfg.epochs * n_batches
-    loop_seconds = 0.0
-    lr = optim.lr_at(state.step, total, cfg.lr, cfg.schedule, cfg.warmup)
 
     def snapshot(why: str):
         if on_checkpoint:
@@ -181,51 +193,66 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
             state.rng_state = rng.bit_generator.state
             on_checkpoint(state, why)
 
-    while state.epoch <= cfg.epochs and not state.done:
-        epoch = state.epoch
-        if state.batch == 0:
-            state.order = rng.permutation(n)
-            state.loss_sum = 0.0
-        report("epoch_start", {"epoch": epoch, "batches": n_batches, "done": state.batch})
-        t0 = time.perf_counter()
-        for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
-            yb = y[idx]
-            z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
-            loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
-            grads = mlp.backward(params, spec, caches, dz)
-            loss += mlp.add_l2(params, grads, decay)
-            if cfg.clip_norm > 0:
-                optim.clip_by_global_norm(grads, cfg.clip_norm)
-            lr = optim.lr_at(state.step, total, cfg.lr, cfg.schedule, cfg.warmup)
-            opt.step(params, grads, lr)
-            state.step += 1
-            state.batch = b + 1
-            state.loss_sum += loss
-            if not math.isfinite(loss):
-                _diverged(loss, params, epoch, b + 1)
-            report("batch", {"loss": loss})
-            if should_stop is not None and should_stop():
-                loop_seconds += time.perf_counter() - t0
-                snapshot("interrupt")
-                raise Interrupted(f"interrupted at epoch {epoch}, batch {b + 1} of {n_batches}")
-        _diverged(state.loss_sum, params, epoch, n_batches)
-        seconds = time.perf_counter() - t0
-        loop_seconds += seconds
-        record = {"epoch": epoch, "train_loss": state.loss_sum / n_batches, "lr": lr, "seconds": seconds}
-        dev = evaluate(params, spec, X_dev, y_dev)
-        record.update({"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"],
-                       "dev_macro_f1": dev["macro_f1"]})
-        state.history.append(record)
-        score = dev[cfg.metric]
-        improved = score > state.best_score
-        if improved:
-            state.best_score, state.best_epoch, state.since_best = score, epoch, 0
-            state.best_params = {k: v.copy() for k, v in params.items()}
-        else:
-            state.since_best += 1
-        report("epoch_end", dict(record, best_epoch=state.best_epoch))
-        state.epoch, state.batch = epoch + 1, 0
-        state.done = state.epoch > cfg.epochs or bool(cfg.patience and state.since_best >= cfg.patience)
-        snapshot("best" if improved else "epoch")
-    return Result(params=state.best_params, best_epoch=state.best_epoch, best_score=state.best_score,
-                  history=state.history, train_seconds=loop_seconds, steps=state.step)
+    loop_seconds = 0.0
+    lr = optim.lr_at(state.step, total, cfg.lr, cfg.schedule, cfg.warmup)
+    def _loop() -> Result:
+        nonlocal loop_seconds, lr
+        while state.epoch <= cfg.epochs and not state.done:
+            epoch = state.epoch
+            if state.batch == 0:
+                state.order = rng.permutation(n)
+                state.loss_sum = 0.0
+            report("epoch_start", {"epoch": epoch, "batches": n_batches, "done": state.batch})
+            t0 = time.perf_counter()
+            for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
+                yb = y[idx]
+                z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
+                loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
+                grads = mlp.backward(params, spec, caches, dz)
+                loss += mlp.add_l2(params, grads, decay)
+                if cfg.clip_norm > 0:
+                    optim.clip_by_global_norm(grads, cfg.clip_norm)
+                lr = optim.lr_at(state.step, total, cfg.lr, cfg.schedule, cfg.warmup)
+                opt.step(params, grads, lr)
+                state.step += 1
+                state.batch = b + 1
+                state.loss_sum += loss
+                if not math.isfinite(loss):
+                    _diverged(loss, params, epoch, b + 1)
+                report("batch", {"loss": loss})
+                if should_stop is not None and should_stop():
+                    loop_seconds += time.perf_counter() - t0
+                    snapshot("interrupt")
+                    signum = getattr(should_stop, "signum", 2) or 2
+                    raise Interrupted(f"{'interrupted' if signum == 2 else 'terminated'} at epoch {epoch}, "
+                                      f"batch {b + 1} of {n_batches}", 128 + signum)
+            _diverged(state.loss_sum, params, epoch, n_batches)
+            seconds = time.perf_counter() - t0
+            loop_seconds += seconds
+            record = {"epoch": epoch, "train_loss": state.loss_sum / n_batches, "lr": lr, "seconds": seconds}
+            dev = evaluate(params, spec, X_dev, y_dev)
+            record.update({"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"],
+                           "dev_macro_f1": dev["macro_f1"]})
+            state.history.append(record)
+            score = dev[cfg.metric]
+            improved = score > state.best_score
+            if improved:
+                state.best_score, state.best_epoch, state.since_best = score, epoch, 0
+                state.best_params = {k: v.copy() for k, v in params.items()}
+            else:
+                state.since_best += 1
+            report("epoch_end", dict(record, best_epoch=state.best_epoch))
+            state.epoch, state.batch = epoch + 1, 0
+            state.done = state.epoch > cfg.epochs or bool(cfg.patience and state.since_best >= cfg.patience)
+            snapshot("best" if improved else "epoch")
+        return Result(params=state.best_params, best_epoch=state.best_epoch, best_score=state.best_score,
+                      history=state.history, train_seconds=loop_seconds, steps=state.step)
+
+    polled = should_stop if hasattr(should_stop, "in_loop") else None
+    if polled is not None:
+        polled.in_loop = True         # a signal now stops after the batch instead of at once
+    try:
+        return _loop()
+    finally:
+        if polled is not None:
+            polled.in_loop = False

@@ -557,24 +557,32 @@ def test_bad_input_is_a_clear_error(bad_results, name):
 
 
 def test_train_refuses_a_non_empty_output_folder_unless_overwrite(world, tmp_path):
+    """A folder nlclf did not create is refused with or without --overwrite, untouched; in one
+    it created, --overwrite replaces what it wrote and keeps a file the user added."""
     before = {"model.0123456789abcdef.npz": b"old arrays", "notes.txt": b"keep me\n"}
-    kept, replaced = tmp_path / "kept", tmp_path / "replaced"
-    for d in (kept, replaced):
+    kept, forced_foreign, ours = tmp_path / "kept", tmp_path / "foreign", tmp_path / "ours"
+    for d in (kept, forced_foreign):
         d.mkdir()
         for name, content in before.items():
             (d / name).write_bytes(content)
     base = ["train", world.config, "--data-root", world.data, "--quiet", "--out"]
-    refused, forced = run_many([(base + [kept], None), (base + [replaced, "--overwrite"], None)])
-
-    assert refused.returncode == 5, show(refused)
-    assert "Traceback" not in refused.stderr, show(refused)
-    assert str(kept) in refused.stderr and "--overwrite" in refused.stderr, show(refused)
-    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before, "a refused run touched the folder"
-
+    refused, refused_forced, first = run_many([(base + [kept], None), (base + [forced_foreign, "--overwrite"], None),
+                                               (base + [ours], None)])
+    for r, d in ((refused, kept), (refused_forced, forced_foreign)):
+        assert r.returncode == 5, show(r)
+        assert "Traceback" not in r.stderr, show(r)
+        assert str(d) in r.stderr and "did not write" in r.stderr, show(r)
+        assert {p.name: p.read_bytes() for p in d.iterdir()} == before, "a refused run touched the folder"
+    assert_ok(first)
+    old_arrays = checkpoint_files(ours)[1].name
+    (ours / "notes.txt").write_bytes(b"mine\n")
+    again = run_cli(*base, ours)
+    assert again.returncode == 5 and "--overwrite" in again.stderr, show(again)
+    forced = run_cli(*base, ours, "--overwrite", "--set", "seed=8")
     assert_ok(forced)
-    assert not (replaced / "model.0123456789abcdef.npz").exists(), "--overwrite kept the old arrays file"
-    assert (replaced / "notes.txt").read_bytes() == before["notes.txt"], "--overwrite removed a file it did not write"
-    meta = json.loads((replaced / "model.json").read_text(encoding="utf-8"))
+    assert (ours / "notes.txt").read_bytes() == b"mine\n", "--overwrite removed a file it did not write"
+    assert checkpoint_files(ours)[1].name != old_arrays and not (ours / old_arrays).exists()
+    meta = json.loads((ours / "model.json").read_text(encoding="utf-8"))
     assert meta["format_version"] == 1 and sorted(meta["labels"]) == LABELS
     for name in ("config.yaml", "report.json", "report.md"):
-        assert (replaced / name).is_file(), f"--overwrite run did not write {name}"
+        assert (ours / name).is_file(), f"--overwrite run did not write {name}"

@@ -42,7 +42,7 @@ def test_one_member_is_that_network(rng):
 
 # ---------------------------------------------------------------- training an ensemble
 
-from nlclf import checkpoint, config, pipeline          # noqa: E402
+from nlclf import rundir, checkpoint, config, pipeline          # noqa: E402
 from nlclf.errors import Interrupted                    # noqa: E402
 
 from test_pipeline import write_data                    # noqa: E402
@@ -88,7 +88,7 @@ def test_an_interrupted_ensemble_resumes_to_the_same_bytes(tmp_path):
         run = tmp_path / f"run{stop_at}"
         with pytest.raises(Interrupted):
             pipeline.run_train(cfg, tmp_path, run, should_stop=should_stop)
-        state, _ = checkpoint.load_state(run)
+        state, _ = checkpoint.load_state(run / rundir.PARTIAL)
         assert state.member == stop_at // n_batches and len(state.members) == state.member
         pipeline.run_train(cfg, tmp_path, run, resume=True)
         got, ref = checkpoint.model_files(run), checkpoint.model_files(tmp_path / "ref")

@@ -101,8 +101,8 @@ def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
         pipeline.run_train(cfg, tmp_path, tmp_path / "run")
 
 
-LAYERS = ["errors", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
-          "significance", "model", "explain", "train",
+LAYERS = ["errors", "runtime", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
+          "significance", "model", "explain", "train", "rundir",
           "checkpoint", "report", "plots", "pipeline", "search", "cli"]
 
 
