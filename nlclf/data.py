@@ -605,21 +605,38 @@ def readable_again(path, folder: Path, log=None, max_line: int = 1 << 20) -> Pat
     return copy
 
 
-def stratified_split(labels: list, fraction: float, seed: int):
-    """Boolean mask (N,) of the rows held out as dev: stratified when every class allows it."""
-    from sklearn.model_selection import train_test_split
+def _can_stratify(labels: list, fraction: float) -> bool:
     n = len(labels)
-    idx = np.arange(n)
-    counts = {}
+    counts: dict = {}
     for l in labels:
         counts[l] = counts.get(l, 0) + 1
     n_dev = max(1, int(round(fraction * n)))
-    stratify = labels if min(counts.values()) >= 2 and n_dev >= len(counts) and n - n_dev >= len(counts) else None
+    return bool(counts) and min(counts.values()) >= 2 and n_dev >= len(counts) and n - n_dev >= len(counts)
+
+
+def split_kind(labels: list, fraction: float) -> str:
+    """How stratified_split holds out dev for these labels, in words."""
+    if _can_stratify(labels, fraction):
+        return "stratified"
+    return "at random: too few examples a class to stratify; labels seen only there are kept in train"
+
+
+def stratified_split(labels: list, fraction: float, seed: int):
+    """Boolean mask (N,) of the rows held out as dev: stratified when every class allows it;
+    otherwise at random, keeping in train every example of a label the split would hold out whole."""
+    from sklearn.model_selection import train_test_split
+    n = len(labels)
+    idx = np.arange(n)
+    n_dev = max(1, int(round(fraction * n)))
+    stratify = labels if _can_stratify(labels, fraction) else None
     if n < 2:
         raise DataError("need at least 2 training examples to split off a dev set")
     _, dev_idx = train_test_split(idx, test_size=n_dev, random_state=seed, stratify=stratify)
     mask = np.zeros(n, dtype=bool)
     mask[dev_idx] = True
+    if stratify is None:            # a label held out whole would be unknown to the model: keep it in train
+        in_train = {l for l, d in zip(labels, mask.tolist()) if not d}
+        mask &= np.fromiter((l in in_train for l in labels), dtype=bool, count=n)
     return mask
 
 

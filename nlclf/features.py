@@ -347,10 +347,14 @@ class Featurizer:
         return self._scale[1]
 
 
+NB_BLOCK_VALUES = 1 << 22       # (features × classes) made dense at a time by nb_spread: 32 MB
+
+
 def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     """X (N, D) counts, y (N,) label ids -> (D,) float32: max_c L_c - min_c L_c, where
     L_c = log(p_c / Σ p_c) and p_c = alpha + the number of class-c rows holding the feature.
-    The (D, C) counts stay sparse; they are made dense ``block`` features at a time."""
+    The (D, C) counts stay sparse; they are made dense ``block`` features at a time, fewer
+    when there are many classes (at most NB_BLOCK_VALUES values)."""
     if y is None:
         raise ValueError("nb weighting needs the training labels")
     y = np.asarray(y)
@@ -360,6 +364,7 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     Y = sp.csr_matrix((np.ones(N), (np.arange(N), y)), shape=(N, C))                     # one-hot
     counts = (B.T @ Y).tocsr()                                                            # (D, C)
     log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0)).ravel())               # (C,)
+    block = max(1, min(block, NB_BLOCK_VALUES // C))
     out = np.empty(D, dtype=np.float32)
     for s in range(0, D, block):
         L = np.log(counts[s:s + block].toarray() + alpha) - log_total                    # (b, C)

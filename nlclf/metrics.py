@@ -25,9 +25,32 @@ def quick(y_true, y_pred, n_classes: int) -> dict:
     return {"accuracy": float(tp.sum() / len(y_true)), "macro_f1": float(f1.mean())}
 
 
+CONFUSION_MAX = 100        # classes up to which the full (C, C) confusion matrix is kept
+TOP_CONFUSIONS = 20
+
+
+def confusions(y_true, y_pred, n_classes: int) -> tuple:
+    """(the (C, C) int32 confusion matrix as lists, rows true, or None beyond CONFUSION_MAX
+    classes; the TOP_CONFUSIONS most frequent (true, predicted, count) mistakes). Counted in
+    O(N + C) memory from the pairs that occur, never a (C, C) array for many classes."""
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
+    valid = (y_true >= 0) & (y_pred >= 0)
+    pairs, counts = np.unique(y_true[valid] * n_classes + y_pred[valid], return_counts=True)
+    t, p = pairs // n_classes, pairs % n_classes
+    wrong = np.flatnonzero(t != p)
+    top = wrong[np.lexsort((pairs[wrong], -counts[wrong]))][:TOP_CONFUSIONS]
+    top_list = [(int(t[i]), int(p[i]), int(counts[i])) for i in top]
+    if n_classes > CONFUSION_MAX:
+        return None, top_list
+    cm = np.zeros((n_classes, n_classes), dtype=np.int32)
+    cm[t, p] = counts
+    return cm.tolist(), top_list
+
+
 def report(y_true, y_pred, labels: list) -> dict:
-    """accuracy, macro_f1, per-class precision/recall/F1/support, confusion matrix (rows: true)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    """accuracy, macro_f1, per-class precision/recall/F1/support, confusion matrix (rows: true;
+    None beyond CONFUSION_MAX classes) and the most frequent confusions."""
+    from sklearn.metrics import precision_recall_fscore_support
     ids = np.arange(len(labels))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
     out = quick(y_true, y_pred, len(labels))
@@ -39,5 +62,6 @@ def report(y_true, y_pred, labels: list) -> dict:
     out["labels"] = list(labels)
     out["per_class"] = {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                               "support": int(s[i])} for i, lab in enumerate(labels)}
-    out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
+    out["confusion_matrix"], top = confusions(y_true, y_pred, len(labels))
+    out["top_confusions"] = [{"true": labels[a], "predicted": labels[b], "count": n} for a, b, n in top]
     return out

@@ -46,7 +46,8 @@ def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
     unknown = sorted(set(labels) - set(label_set.index))
     if unknown:
         raise DataError(f"{path}: labels not seen in training: {', '.join(unknown[:5])}"
-                        f"{' ...' if len(unknown) > 5 else ''} (known: {', '.join(label_set.labels)})")
+                        f"{' ...' if len(unknown) > 5 else ''} (known: {', '.join(label_set.labels[:20])}"
+                        f"{f', ... ({len(label_set)} in all)' if len(label_set) > 20 else ''})")
     return np.fromiter((label_set.index[l] for l in labels), dtype=np.int64, count=len(labels))
 
 
@@ -313,7 +314,7 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
         labels = [l for l, d in zip(all_labels, is_dev) if not d]
         dev_labels = [l for l, d in zip(all_labels, is_dev) if d]
         log(f"no dev file: held out {len(dev_labels)} of the training examples "
-            f"({cfg.data.dev_fraction:.0%}, stratified, seed {cfg.seed})")
+            f"({cfg.data.dev_fraction:.0%}, {data.split_kind(all_labels, cfg.data.dev_fraction)}, seed {cfg.seed})")
         featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path, cfg.data), is_dev) if not d)
         X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path, cfg.data)), is_dev)
     label_set = LabelSet(labels)
@@ -402,8 +403,10 @@ def _pictures(out: Path, r: dict, log) -> list:
             "and a confusion-matrix heat map")
         return []
     m = r["final"].get("test") or r["final"]["dev"]
-    return [plots.learning_curves(r["history"], out / "learning_curves.png").name,
-            plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name]
+    pictures = [plots.learning_curves(r["history"], out / "learning_curves.png").name]
+    if m["confusion_matrix"] is not None:
+        pictures.append(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name)
+    return pictures
 
 
 def _read_eval(model: Classifier, data_path, opts=None):
@@ -439,8 +442,10 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise OutputError(f"{d}: cannot create the folder for the pictures: {e.strerror or e}") from None
-            m["pictures"] = [str(plots.reliability_diagram(m["reliability"], d / "reliability.png")),
-                             str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], d / "confusion_matrix.png"))]
+            m["pictures"] = [str(plots.reliability_diagram(m["reliability"], d / "reliability.png"))]
+            if m["confusion_matrix"] is not None:
+                m["pictures"].append(str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"],
+                                                                 d / "confusion_matrix.png")))
     return m
 
 

@@ -4,7 +4,7 @@ matplotlib is optional: it is imported inside the functions, through its object-
 API on the Agg canvas (no pyplot, no global backend switch, no display). Without it every
 plotting function raises ``PlotsUnavailable``, an ``ImportError`` that is also an
 ``NlclfError``, so the CLI reports it like any of our errors; ``available()`` asks first.
-Each figure is rendered in memory and written with ``checkpoint.atomic_write`` (a temporary
+Each figure is rendered in memory and written with ``rundir.atomic_write`` (a temporary
 file beside the target, then ``os.replace``): a reader never sees half a PNG.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .rundir import atomic_write
 from .errors import NlclfError
 
 DPI = 110

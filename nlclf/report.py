@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from .metrics import CONFUSION_MAX
+from .rundir import atomic_write
 
 
 def metrics_table(m: dict) -> str:
@@ -18,6 +19,12 @@ def metrics_table(m: dict) -> str:
     for avg in ("micro", "macro", "weighted"):
         a = m[f"{avg}_avg"]
         lines.append(f"| *{avg} avg* | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {m['n']} |")
+    if m.get("confusion_matrix") is None:
+        lines += ["", f"Most frequent confusions (the full confusion matrix is kept up to "
+                      f"{CONFUSION_MAX} classes; this set has {len(labels)}):", "",
+                  "| true | predicted | count |", "|---|---|---:|"]
+        lines += [f"| {c['true']} | {c['predicted']} | {c['count']} |" for c in m.get("top_confusions", [])]
+        return "\n".join(lines)
     lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
               "| true \\ predicted | " + " | ".join(labels) + " |",
               "|---|" + "---:|" * len(labels)]
