@@ -121,11 +121,11 @@ def _bounded(stream, limit: int) -> Iterator[tuple]:
         if len(raw) <= limit or raw.endswith(b"\n") and len(raw) == limit + 1:
             yield raw, True
             continue
-        while True:                                   # drop the rest of the line
+        yield raw[:limit], False                      # a consumer that stops here never reads the rest
+        while True:                                   # it goes on: drop the rest of the line
             rest = readline(1 << 16)
             if not rest or rest.endswith(b"\n"):
                 break
-        yield raw[:limit], False
 
 
 def _too_long(limit: int) -> str:
@@ -665,8 +665,12 @@ def read_vectors(path, vocab_index: dict, dim: int):
             if i is None:
                 continue
             try:
-                vecs.append(np.array(parts[1:], dtype=np.float32))
+                with np.errstate(over="ignore"):
+                    vec = np.array(parts[1:], dtype=np.float32)
             except ValueError:
                 raise DataError(f"{path}:{lineno}: not a number in the vector of '{parts[0]}'") from None
+            if not np.isfinite(vec).all():
+                raise DataError(f"{path}:{lineno}: the vector of '{parts[0]}' holds NaN, infinity or a number beyond float32")
+            vecs.append(vec)
             ids.append(i)
     return np.array(ids, dtype=np.int64), (np.stack(vecs) if vecs else np.zeros((0, dim), np.float32))

@@ -392,7 +392,8 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
     }
     r["pictures"] = _pictures(partial, r, log)
     report.write_train_report(partial, r)
-    folder.promote(files + ["config.yaml", "report.json", "report.md"] + r["pictures"], replaces=TRAIN_WRITES)
+    with runtime.signals_deferred():
+        folder.promote(files + ["config.yaml", "report.json", "report.md"] + r["pictures"], replaces=TRAIN_WRITES)
     return r
 
 

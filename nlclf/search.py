@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
-from . import data, parallel, rundir
+from . import data, parallel, rundir, runtime
 from .config import Config
 from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
 from .pipeline import data_root, fit_lists, score
@@ -95,7 +95,7 @@ def executor(jobs: int | None = None, scheduler: str | None = None):
 
 
 def _error_text(e: BaseException) -> str:
-    if isinstance(e, NlclfError):
+    if isinstance(e, (NlclfError, parallel.WorkerLost)):
         return str(e)
     return "".join(traceback.format_exception_only(type(e), e)).strip()
 
@@ -169,7 +169,12 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
     (cfg.seed, cfg.seed + 1, ...: each seed its own folds and initialisation). Folds run in
     parallel; ``on_update(report so far)`` is called as each one finishes. A fold that fails
     (its error, or its worker process lost) is recorded with the error; the others go on."""
-    examples = _training_examples(cfg, root)
+    pool = executor(jobs, scheduler)
+    try:
+        examples = _training_examples(cfg, root)
+    except BaseException:
+        pool.close()
+        raise
     if cfg.data.dev or cfg.data.test:
         log("cross-validation uses data.train only; each fold's dev set is split off its training part")
     t0 = time.perf_counter()
@@ -180,7 +185,6 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
         for f, (tr, te) in enumerate(folds(examples[0], k, seed), start=1):
             infos.append({"seed": seed, "fold": f, "n_test": len(te)})
             tasks.append((cfg_dict, tr, te, root))
-    pool = executor(jobs, scheduler)
     rows: list = []
     try:
         for i, res in pool.results(run_fold, examples, tasks):
@@ -231,9 +235,10 @@ def cv_into(out, overwrite: bool, cfg: Config, k: int, seeds: int = 1, jobs: int
     wrote = []
 
     def write(r):
-        folder.write("cv.json", (json.dumps(r, indent=2) + "\n").encode())
-        folder.write("cv.md", cv_markdown(r).encode())
-        wrote.append(r)
+        with runtime.signals_deferred():
+            folder.write("cv.json", (json.dumps(r, indent=2) + "\n").encode())
+            folder.write("cv.md", cv_markdown(r).encode())
+            wrote.append(r)
 
     try:
         r = run_cv(cfg, k, seeds, jobs, root, scheduler, log, write)
@@ -401,7 +406,12 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=len(settings))]
     for st, sd in zip(settings, seeds):
         trial_config(cfg, st, sd)                              # validates every trial first
-    examples = _search_examples(cfg, root, cv)
+    pool = executor(jobs, scheduler)
+    try:
+        examples = _search_examples(cfg, root, cv)
+    except BaseException:
+        pool.close()
+        raise
     t0 = time.perf_counter()
     rungs = _rungs(cfg.train.epochs, len(settings), halving)
     rows = [{"trial": i + 1, "settings": st, "seed": sd, "score": None, "epochs": None, "seconds": 0.0}
@@ -429,7 +439,6 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
                 "search": signature, "results": list(results)}
 
     alive = list(range(len(rows)))
-    pool = executor(jobs, scheduler)
     try:
         for r, epochs in enumerate(rungs):
             todo = []
@@ -479,11 +488,12 @@ def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, tria
     wrote = []
 
     def write(r):
-        folder.write("leaderboard.json", (json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode())
-        folder.write("leaderboard.md", tune_markdown(r).encode())
-        if r["best_config"]:
-            folder.write("best.yaml", config_mod.dump(config_mod.from_dict(r["best_config"])).encode())
-        wrote.append(r)
+        with runtime.signals_deferred():
+            folder.write("leaderboard.json", (json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode())
+            folder.write("leaderboard.md", tune_markdown(r).encode())
+            if r["best_config"]:
+                folder.write("best.yaml", config_mod.dump(config_mod.from_dict(r["best_config"])).encode())
+            wrote.append(r)
 
     try:
         r = run_tune(cfg, space, trials, jobs, cv, halving, scheduler, root, metric, log, write, done)
