@@ -109,7 +109,7 @@ def _errors():
         _exit_now(EXIT_OUT_OF_MEMORY)
     except KeyboardInterrupt as e:
         code = getattr(e, "exit_code", EXIT_INTERRUPTED)
-        _err("nlclf: interrupted" if code == EXIT_INTERRUPTED else "nlclf: terminated")
+        _err("nlclf: interrupted" if code == EXIT_INTERRUPTED else f"nlclf: stopped by signal {code - 128}")
         _exit_now(code)
 
 
@@ -161,14 +161,14 @@ class _StopOnSignal:
         self.request = StopRequest()
 
     def __enter__(self):
-        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         return self.request
 
     def _handle(self, signum, frame):
         if self.request.signum or not self.request.in_loop:
             raise SignalInterrupt(signum)
         self.request.signum = signum
-        what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        what = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}.get(signum, "signal")
         _err(f"\nnlclf: {what}: stopping after this batch and saving the training state (again to abort)")
 
     def __exit__(self, *exc):
@@ -244,6 +244,8 @@ def _write_report(path: str, obj) -> None:
     else:
         if Path(path).is_dir():
             raise OutputError(f"{path}: --report names a file to write; this is a folder")
+        from .rundir import refuse_if_owned
+        refuse_if_owned(path, "--report")
         write_json(path, obj)
 
 
@@ -492,7 +494,8 @@ def _on_sigterm(signum, frame):
 
 def main():
     _guard_standard_streams()
-    signal.signal(signal.SIGTERM, _on_sigterm)       # like Ctrl-C: unwind, clean up, exit 143
+    for s in (signal.SIGTERM, signal.SIGHUP):        # like Ctrl-C: unwind, clean up, exit 143 / 129
+        signal.signal(s, _on_sigterm)
     with _errors():
         app()
 

@@ -432,6 +432,13 @@ READERS = {"tsv": _tsv, "csv": _csv, "jsonl": _jsonl, "fasttext": _fasttext, "fo
 FORMATS = tuple(READERS)
 
 
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True                   # missing: the reader reports it
+
+
 def _starts_with_label(path: Path) -> bool:
     """Whether the first non-blank line of a file starts with fastText's __label__."""
     try:
@@ -464,6 +471,8 @@ def infer_format(path, log=None) -> str:
         fmt, why = "jsonl", f"the name ends in {suffix}"
     elif suffix in (".ft", ".fasttext"):
         fmt, why = "fasttext", f"the name ends in {suffix}"
+    elif not _is_regular(p):
+        fmt, why = "tsv", "a pipe or device, read only once, so not looked into"
     elif _starts_with_label(p):
         fmt, why = "fasttext", "the first line starts with __label__"
     else:

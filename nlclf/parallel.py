@@ -20,6 +20,8 @@ import signal
 import threading
 from typing import Callable, Iterable, Iterator
 
+from .runtime import signals_deferred
+
 _FN: Callable | None = None      # the function a forked worker inherited
 _IN_WORKER = False               # set in workers: no pools inside pools
 
@@ -56,6 +58,7 @@ def _serve(conn, inherited: list) -> None:
     closes its end. Ctrl-C is left to the parent, which ends the workers itself."""
     _mark_worker()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for c in inherited:                          # the parent's ends of the pipes, copied by fork
         c.close()
     while True:
@@ -109,7 +112,8 @@ def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int 
             mine, theirs = ctx.Pipe()
             conns.append(mine)
             p = ctx.Process(target=_serve, args=(theirs, list(conns)), daemon=True)
-            p.start()
+            with signals_deferred():           # a signal inside fork's handlers would be swallowed there
+                p.start()
             theirs.close()
             procs.append(p)
 
@@ -185,7 +189,8 @@ def unordered_map(fn: Callable, items: list, workers: int = 0) -> Iterator:
                 i, item = pending.pop()
                 mine, theirs = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=_run_one, args=(theirs, fn, item), daemon=True)
-                p.start()
+                with signals_deferred():       # a signal inside fork's handlers would be swallowed there
+                    p.start()
                 theirs.close()
                 running[mine] = (i, p)
             for conn in wait(list(running)):

@@ -439,6 +439,8 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
         m["pictures"] = []
         if plots.available():
             d = Path(plot_dir)
+            for name in ("reliability.png", "confusion_matrix.png"):
+                rundir.refuse_if_owned(d / name, "--plots")
             try:
                 d.mkdir(parents=True, exist_ok=True)
             except OSError as e:

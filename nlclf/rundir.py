@@ -316,6 +316,20 @@ class RunFolder:
         self._lock_fd = -1
 
 
+def refuse_if_owned(path, option: str) -> None:
+    """A file a user names (--report FILE, a picture in --plots DIR) must not be one that nlclf
+    wrote into one of its folders: ``--report runs/x/model.json`` would destroy the model."""
+    path = Path(path)
+    manifest = path.parent / MANIFEST
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return
+    if path.name in files or path.name in _OURS:
+        raise OutputError(f"{path}: {option} would replace a file of the nlclf folder {path.parent}; "
+                          f"choose a path outside it")
+
+
 def read_run_info(path) -> dict | None:
     """The run.json of a folder's PARTIAL, or None when there is no unfinished run."""
     p = Path(path) / PARTIAL / RUN_INFO

@@ -101,7 +101,7 @@ def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
         pipeline.run_train(cfg, tmp_path, tmp_path / "run")
 
 
-LAYERS = ["errors", "runtime", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
+LAYERS = ["errors", "runtime", "parallel", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
           "significance", "model", "explain", "train", "rundir",
           "checkpoint", "report", "plots", "pipeline", "search", "cli"]
 

@@ -494,6 +494,9 @@ def error_cases(world, d: Path) -> dict:
     case("plots-read-only", ["eval", model, test, "--plots", "/sys/nlclf-plots"], 5, ["/sys/nlclf-plots"])
     case("plots-names-a-file", ["eval", model, test, "--plots", world / "base.yaml"], 5, ["base.yaml", "existing file"])
     case("report-names-a-folder", ["eval", model, test, "--report", d / "full"], 5, ["full", "folder"])
+    case("report-into-a-model-file", ["eval", model, test, "--report", model / "model.json"], 5,
+         ["model.json", "would replace a file of the nlclf folder"])
+    case("plots-into-a-model-folder", ["eval", model, test, "--plots", model], 5, ["--plots would replace"])
     case("scheduler-malformed", ["cv", world / "base.yaml", "--out", d / "o8", "--scheduler", "tcp//nowhere"], 2,
          ["--scheduler", "tcp://HOST:PORT"])
     return cases
@@ -524,7 +527,7 @@ ERROR_CASES = ["yaml-alias-bomb-config", "yaml-alias-bomb-space", "yaml-duplicat
                "arrays-file-is-a-fifo", "arrays-zip-bomb", "model-json-5000-digits", "jsonl-5000-digits",
                "label-with-a-tab", "label-with-a-newline", "pretrained-vector-with-nan", "fail-under-nan",
                "report-read-only", "plots-read-only", "plots-names-a-file", "report-names-a-folder",
-               "scheduler-malformed"]
+               "report-into-a-model-file", "plots-into-a-model-folder", "scheduler-malformed"]
 
 
 @pytest.mark.parametrize("name", ERROR_CASES)
@@ -599,6 +602,20 @@ def test_a_pipe_or_dev_stdin_as_training_data_is_read_once(world, tmp_path):
     assert r.returncode == 0 and "read once" in r.stderr, show(r)
     a, b = checkpoint.model_files(tmp_path / "a"), checkpoint.model_files(tmp_path / "b")
     assert a[1].read_bytes() == b[1].read_bytes()
+
+
+def test_predict_and_eval_read_a_pipe_once(world, tmp_path):
+    """`nlclf predict M <(cmd)`: the format is not sniffed from a pipe, which would eat its lines."""
+    lines = ["goal match team", "pasta sauce oven", "laptop compiler server"]
+    pipe = fifo(tmp_path / "input")
+    threading.Thread(target=lambda: pipe.write_text("".join(l + "\n" for l in lines)), daemon=True).start()
+    r = cli("predict", world / "model", pipe)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, show(r)
+    labelled = fifo(tmp_path / "labelled")
+    text = (world / "data" / "test.tsv").read_text()
+    threading.Thread(target=lambda: labelled.write_text(text), daemon=True).start()
+    r = cli("eval", world / "model", labelled)
+    assert r.returncode == 0 and f"(n = {len(text.splitlines())})" in r.stdout, show(r)
 
 
 def test_an_unreadable_document_or_folder_is_a_data_error(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ damages the best model and resume says the run crashed; resuming on changed data
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,12 +31,23 @@ def nlclf(tmp_path, *args, **kw):
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
-@pytest.fixture
-def setup(tmp_path):
-    write_data(tmp_path, n=40)
-    (tmp_path / "c.yaml").write_text(CONFIG)
-    ref = nlclf(tmp_path, "train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "ref"), "-q")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Data, config and the run never interrupted, once for the module."""
+    root = tmp_path_factory.mktemp("resume")
+    write_data(root, n=40)
+    (root / "c.yaml").write_text(CONFIG)
+    ref = nlclf(root, "train", str(root / "c.yaml"), "--out", str(root / "ref"), "-q")
     assert ref.wait(timeout=300) == 0, ref.stderr.read().decode()
+    return root
+
+
+@pytest.fixture
+def setup(reference, tmp_path):
+    """A folder of the test's own holding the data, the config and the reference run."""
+    for name in ("train.tsv", "dev.tsv", "test.tsv", "c.yaml"):
+        shutil.copy(reference / name, tmp_path / name)
+    shutil.copytree(reference / "ref", tmp_path / "ref")
     return tmp_path
 
 
