@@ -11,6 +11,7 @@ import math
 import os
 import signal
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,22 +20,19 @@ import typer
 from . import __version__
 from .errors import ConfigError, Interrupted, NlclfError, OutputError, SignalInterrupt
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train, evaluate and apply text classifiers (a NumPy MLP with hand-derived gradients).")
 
 EXIT_INTERRUPTED = 130
 EXIT_OUT_OF_MEMORY = 1
 
 # Options several commands share, declared once.
-SET = typer.Option([], "--set", help="Override a config key: --set train.lr=0.05 (repeatable).")
-DATA_ROOT = typer.Option(None, "--data-root", help="Folder the config's data paths are relative to (default: $NLCLF_DATA_ROOT, else data/).")
-OVERWRITE = typer.Option(False, "--overwrite", help="Replace what an earlier nlclf command wrote in the output folder (nothing else).")
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars or logs.")
-JOBS = typer.Option(None, "--jobs", "-j", min=1, max=256, help="Parallel processes (default: the number of cores).")
-
-
-def _logger(quiet: bool):
-    return (lambda m: None) if quiet else (lambda m: _err(f"nlclf: {m}"))
+SET = typer.Option([], "--set", metavar="KEY=VALUE", help="Override a config key: --set train.lr=0.05 (repeatable).")
+DATA_ROOT = typer.Option(None, "--data-root", metavar="DIR", help="Folder the config's data paths are relative to (default: data.root, $NLCLF_DATA_ROOT, else data/).")
+OVERWRITE = typer.Option(False, "--overwrite", metavar="", help="Replace what an earlier nlclf command wrote in the output folder (nothing else).")
+QUIET = typer.Option(False, "--quiet", "-q", metavar="", help="No progress bars or logs.")
+JOBS = typer.Option(None, "--jobs", "-j", metavar="N", min=1, max=256, help="Parallel processes (default: the number of cores).")
+SCHEDULER = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="Run on a Dask cluster (trusted: Dask unpickles what the scheduler sends).")
 
 
 def _err(msg: str) -> None:
@@ -113,30 +111,99 @@ def _errors():
         _exit_now(code)
 
 
-class _Progress:
-    """tqdm bars on stderr, silent when stderr is not a terminal or with --quiet."""
+class _Reporter:
+    """Progress and notes on stderr. On a terminal: bars (a counting spinner while reading and
+    featurizing, one bar an epoch with the ETA of the whole run) and a line per finished
+    epoch; elsewhere (CI, nohup, Slurm, `2> log`) one plain line per epoch and per data stage;
+    with --log-format json the same events as JSON Lines; with --quiet nothing."""
 
-    def __init__(self, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
+    def __init__(self, quiet: bool = False, fmt: str = "text"):
+        self.mode = "quiet" if quiet else "json" if fmt == "json" else "tty" if _isatty(sys.stderr) else "plain"
         self.bar = None
+        self.t_loop = None
+
+    def note(self, message: str) -> None:
+        if self.mode == "json":
+            _err(json.dumps({"event": "note", "message": message}, ensure_ascii=False))
+        elif self.mode != "quiet":
+            self._write(f"nlclf: {message}")
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            from tqdm import tqdm
+            tqdm.write(line, file=sys.stderr)
+        else:
+            _err(line)
 
     def __call__(self, event: str, info: dict) -> None:
-        if not self.enabled:
+        if self.mode == "quiet":
             return
+        if self.mode == "json":
+            if event != "batch":
+                _err(json.dumps(dict(info, event=event), ensure_ascii=False, default=str))
+            return
+        from .report import duration, event_line
+        if self.mode == "tty":
+            self._bars(event, info, duration)
+        line = event_line(event, info)
+        if line is not None:
+            self._write(line)
+        if event in ("stage_end", "epoch_end") and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _bars(self, event: str, info: dict, duration) -> None:
         from tqdm import tqdm
-        if event == "epoch_start":
-            self.bar = tqdm(total=info["batches"], desc=f"epoch {info['epoch']}", unit="batch",
-                            leave=False, file=sys.stderr, dynamic_ncols=True)
-        elif event == "batch" and self.bar is not None:
-            self.bar.update(1)
-            if self.bar.n % 20 == 0:
-                self.bar.set_postfix(loss=f"{info['loss']:.4f}", refresh=False)
-        elif event == "epoch_end":
+        if event == "lines":
+            if self.bar is None:
+                self.bar = _bar(desc={"read": "reading", "vocabulary": "counting", "featurize": "featurizing"}
+                                .get(info["stage"], info["stage"]), unit=" texts")
+            self.bar.update(info["lines"] - self.bar.n)
+        elif event == "epoch_start":
             if self.bar is not None:
                 self.bar.close()
-            tqdm.write(f"epoch {info['epoch']}: train loss {info['train_loss']:.4f}, dev loss "
-                       f"{info['dev_loss']:.4f}, dev accuracy {info['dev_accuracy']:.4f}, "
-                       f"macro-F1 {info['dev_macro_f1']:.4f} ({info['seconds']:.1f} s)", file=sys.stderr)
+            if self.t_loop is None:
+                import time
+                self.t_loop, self.step0 = time.perf_counter(), info["step"]
+            self.total_steps, self.step = info["total_steps"], info["step"]
+            self.bar = _bar(total=info["batches"], initial=info["done"], desc=f"epoch {info['epoch']}/{info['epochs']}",
+                            unit="batch")
+        elif event == "batch" and self.bar is not None:
+            self.bar.update(1)
+            self.step += 1
+            if self.bar.n % 20 == 0:
+                import time
+                rate = (self.step - self.step0) / max(time.perf_counter() - self.t_loop, 1e-9)
+                eta = (self.total_steps - self.step) / rate if rate > 0 else 0.0
+                self.bar.set_postfix_str(f"loss {info['loss']:.4f}, run ETA {duration(eta)} at most")
+
+
+def _bar(**kw):
+    """A tqdm bar on stderr that disappears when done; 80 × 24 when the terminal does not say
+    its size (a bare pty reports 0 × 0, and tqdm would draw nothing)."""
+    from tqdm import tqdm
+    try:
+        wide = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):
+        wide = False
+    sizes = {} if wide else {"ncols": 80, "nrows": 24}
+    return tqdm(file=sys.stderr, leave=False, dynamic_ncols=wide, **sizes, **kw)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+LOG_FORMAT = typer.Option("text", "--log-format", metavar="text|json", help="text (bars on a terminal, plain lines elsewhere) or json (JSON Lines on stderr).")
+
+
+def _reporter(quiet: bool, log_format: str) -> _Reporter:
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"--log-format must be text or json; got {log_format}")
+    return _Reporter(quiet, log_format)
 
 
 def _version(value: bool):
@@ -146,9 +213,14 @@ def _version(value: bool):
 
 
 @app.callback()
-def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
                                               help="Print the version and exit.")):
     pass
+
+
+def _examples(*lines: str) -> str:
+    """An --help epilog: real commands, kept on their own lines."""
+    return "\b\nExamples:\n" + "\n".join(f"  {l}" for l in lines)
 
 
 class _StopOnSignal:
@@ -176,20 +248,49 @@ class _StopOnSignal:
             signal.signal(s, h)
 
 
-@app.command()
-def train(config: str = typer.Argument(..., help="YAML config file."),
-          out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: output.dir)."),
+CONFIG_ARG = typer.Argument(None, metavar="[CONFIG]", help="YAML config file (optional: --train FILE and the defaults do without one).")
+TRAIN_FILE = typer.Option(None, "--train", metavar="FILE", help="Training file, relative to the working directory (overrides data.train).")
+DEV_FILE = typer.Option(None, "--dev", metavar="FILE", help="Dev file (overrides data.dev).")
+TEST_FILE = typer.Option(None, "--test", metavar="FILE", help="Test file (overrides data.test).")
+
+
+def _summary(r: dict) -> str:
+    if r.get("members"):
+        best = (f"ensemble of {len(r['members'])}, best epochs "
+                + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
+    else:
+        best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
+    parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
+    if "test" in r["final"]:
+        parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
+    parts.append(f"{r['total_seconds']:.1f} s")
+    line = ", ".join(parts)
+    if r.get("still_improving"):
+        line += (f"\n(the best epoch was the last of train.epochs = {r['epochs_cap']}: it was still improving; "
+                 f"raise train.epochs, e.g. --set train.epochs={2 * r['epochs_cap']})")
+    return line + "\n"
+
+
+@app.command(epilog=_examples(
+    "nlclf train --train train.tsv --dev dev.tsv --out runs/mine",
+    "nlclf train configs/sst5.yaml --data-root ../shared/data --set train.lr=0.001"))
+def train(config: Optional[str] = CONFIG_ARG,
+          train_file: Optional[str] = TRAIN_FILE,
+          dev_file: Optional[str] = DEV_FILE,
+          test_file: Optional[str] = TEST_FILE,
+          out: Optional[str] = typer.Option(None, "--out", "-o", metavar="DIR", help="Output folder (default: output.dir)."),
           set_: List[str] = SET,
           data_root: Optional[str] = DATA_ROOT,
-          resume: Optional[str] = typer.Option(None, "--resume", help="Continue the interrupted run saved in this output folder."),
-          force: bool = typer.Option(False, "--force", help="With --resume: continue even though a data file changed since the interrupted run."),
+          resume: Optional[str] = typer.Option(None, "--resume", metavar="DIR", help="Continue the unfinished run saved in this output folder."),
+          force: bool = typer.Option(False, "--force", metavar="", help="With --resume: continue even though a data file changed since the interrupted run."),
           overwrite: bool = OVERWRITE,
-          quiet: bool = QUIET):
+          quiet: bool = QUIET,
+          log_format: str = LOG_FORMAT):
     """Train a classifier: writes the checkpoint, the effective config and reports into the output folder."""
     from . import config as config_mod
-    log = _logger(quiet)
     with _errors():
-        cfg = config_mod.load(config, set_)
+        report = _reporter(quiet, log_format)
+        cfg = config_mod.assemble(config, set_, train_file, dev_file, test_file)
         if resume and out and Path(out) != Path(resume):
             raise ConfigError(f"--out {out} and --resume {resume} name different folders")
         if force and not resume:
@@ -198,23 +299,24 @@ def train(config: str = typer.Argument(..., help="YAML config file."),
         where = resume or out or cfg.output.dir
         with _StopOnSignal() as stop:
             try:
-                r = run_train(cfg, data_root, where, overwrite, _Progress(quiet), log,
-                              resume=bool(resume), should_stop=stop, force=force)
+                r = run_train(cfg, data_root, where, overwrite, report, report.note,
+                              resume=bool(resume), should_stop=stop, force=force, command=list(sys.argv))
             except Interrupted as e:
                 raise Interrupted(f"{e}; the state is saved: continue with --resume {where}", e.exit_code) from None
-        if r.get("members"):
-            best = (f"ensemble of {len(r['members'])}, best epochs "
-                    + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
-        else:
-            best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
-        parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
-        if "test" in r["final"]:
-            parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
-        parts.append(f"{r['total_seconds']:.1f} s")
-        _emit(", ".join(parts) + "\n")
+        _emit(_summary(r))
 
 
 FAIL_UNDER_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")
+EXIT_BELOW_BAR = 7              # --fail-under: a metric below its bar (not a crash)
+
+MODEL_ARG = typer.Argument(..., metavar="MODEL", help="Model folder written by nlclf train.")
+DATA_ARG = typer.Argument(..., metavar="DATA", help="Labelled data: label<TAB>text lines, CSV, JSON Lines, fastText or a folder per label.")
+
+
+class Format(str, Enum):
+    text = "text"
+    tsv = "tsv"
+    jsonl = "jsonl"
 
 
 def _fail_under(spec: str):
@@ -249,211 +351,217 @@ def _write_report(path: str, obj) -> None:
         write_json(path, obj)
 
 
-@app.command("eval")
-def eval_(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
-          data: str = typer.Argument(..., help="Labelled file (label<TAB>text)."),
-          report: Optional[str] = typer.Option(None, "--report", help="Also write the metrics as JSON to this file."),
-          errors: int = typer.Option(0, "--errors", min=0, max=100000, help="Show the K misclassified texts with the highest probability."),
-          fail_under: List[str] = typer.Option([], "--fail-under", help="METRIC=VALUE: exit 1 when the metric is below VALUE (accuracy, macro_f1, micro_f1, weighted_f1; repeatable)."),
-          plots: Optional[str] = typer.Option(None, "--plots", help="Folder for a reliability diagram and a confusion-matrix heat map (needs the plot extra)."),
-          bins: int = typer.Option(15, "--bins", min=2, max=1000, help="Bins of the calibration error.")):
+REPORT = typer.Option(None, "--report", metavar="FILE", help="Also write the results as JSON to FILE ('-': to stdout, instead of the table).")
+
+
+@app.command("eval", epilog=_examples(
+    "nlclf eval runs/sst5 ../shared/data/sst5/test.tsv --top-k 2",
+    "nlclf eval runs/sst5 test.tsv --fail-under accuracy=0.40 --report -"))
+def eval_(model: str = MODEL_ARG,
+          data: str = DATA_ARG,
+          report: Optional[str] = REPORT,
+          errors: int = typer.Option(0, "--errors", min=0, max=100000, metavar="K", help="Show the K misclassified texts with the highest probability."),
+          top_k: int = typer.Option(1, "--top-k", min=1, max=1000, metavar="K", help="Also top-K accuracy, and P@K and R@K as fastText's test prints them."),
+          fail_under: List[str] = typer.Option([], "--fail-under", metavar="METRIC=VALUE", help=f"Exit {EXIT_BELOW_BAR} when the metric is below VALUE (accuracy, macro_f1, micro_f1, weighted_f1; repeatable)."),
+          plots: Optional[str] = typer.Option(None, "--plots", metavar="DIR", help="Folder for a reliability diagram and a confusion-matrix heat map (needs the plot extra)."),
+          bins: int = typer.Option(15, "--bins", metavar="N", min=2, max=1000, help="Bins of the calibration error.")):
     """Evaluate a model: accuracy, macro-F1, per-class table, confusion matrix, calibration error."""
     from .pipeline import run_eval
-    from .report import metrics_table
+    from .report import eval_text
     gates = [_fail_under(f) for f in fail_under]
     with _errors():
-        m = run_eval(model, data, errors, bins, plots)
+        m = run_eval(model, data, errors, bins, plots, top_k)
         if report:
             _write_report(report, m)
-        lines = [f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  expected calibration error "
-                 f"{m['ece']:.4f}  (n = {m['n']})\n", metrics_table(m)]
-        if errors:
-            lines += [f"\nMost confident mistakes ({len(m['errors'])}):\n",
-                      "| line | true | predicted | probability | text |\n|---:|---|---|---:|---|"]
-            lines += [f"| {e['line']} | {e['label']} | {e['predicted']} | {e['proba']:.3f} | "
-                      f"{e['text'].replace('|', '/')} |" for e in m["errors"]]
         if report != "-":
-            _emit("\n".join(lines) + "\n")
+            _emit(eval_text(m))
         if plots and not m["pictures"]:
             _err("nlclf: no pictures: install the plotting extra (pip install 'nlclf[plot]')")
         failed = [(n, t, _metric_value(m, n)) for n, t in gates if _metric_value(m, n) < t]
         for n, t, v in failed:
             _err(f"error: {n} {v:.4f} is below --fail-under {t}")
         if failed:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_BELOW_BAR)
 
 
-@app.command()
-def compare(model_a: str = typer.Argument(..., help="First model folder (A)."),
-            model_b: str = typer.Argument(..., help="Second model folder (B)."),
-            data: str = typer.Argument(..., help="Labelled file both are evaluated on."),
-            resamples: int = typer.Option(10000, "--resamples", min=100, max=1_000_000, help="Paired bootstrap resamples."),
-            seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap."),
-            report: Optional[str] = typer.Option(None, "--report", help="Also write the comparison as JSON.")):
+@app.command(epilog=_examples("nlclf compare runs/baseline runs/new ../shared/data/sst5/test.tsv"))
+def compare(model_a: str = typer.Argument(..., metavar="MODEL_A", help="First model folder (A)."),
+            model_b: str = typer.Argument(..., metavar="MODEL_B", help="Second model folder (B)."),
+            data: str = DATA_ARG,
+            resamples: int = typer.Option(10000, "--resamples", metavar="N", min=100, max=1_000_000, help="Paired bootstrap resamples."),
+            seed: int = typer.Option(0, "--seed", metavar="N", min=0, help="Seed of the bootstrap."),
+            report: Optional[str] = REPORT):
     """Two models side by side on the same examples, with McNemar's test and a paired bootstrap."""
     from .pipeline import run_compare
+    from .report import compare_text
     with _errors():
         r = run_compare(model_a, model_b, data, resamples, seed)
-        if report:
-            _write_report(report, r)
-        if report == "-":
-            return
-        a, b, mc, bs = r["a"], r["b"], r["mcnemar"], r["bootstrap"]
-        lines = ["| metric | A | B | B − A |", "|---|---:|---:|---:|"]
-        for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-            lines.append(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {r['b_minus_a'][key]:+.4f} |")
-        lines += ["", f"A: {model_a}", f"B: {model_b}",
-                  f"n = {mc['n']} examples; A right and B wrong: {mc['b']}, A wrong and B right: {mc['c']}",
-                  f"McNemar: exact p = {mc['p_exact']:.4g} (chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})",
-                  f"paired bootstrap ({bs['resamples']} resamples): accuracy difference B − A = "
-                  f"{bs['difference']:+.4f}, 95% interval [{bs['ci_low']:+.4f}, {bs['ci_high']:+.4f}], "
-                  f"P(B ≤ A) = {bs['p_value']:.4g}",
-                  f"at the 5% level: {'a real difference' if mc['p_exact'] < 0.05 else 'not distinguishable from noise'}"]
         for note in r.get("notes", []):
             _err(f"nlclf: {note}")
-        _emit("\n".join(lines) + "\n")
+        if report:
+            _write_report(report, r)
+        if report != "-":
+            _emit(compare_text(r))
 
 
-@app.command()
-def inspect(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
-            data: Optional[str] = typer.Option(None, "--data", help="Text file (one text a line) for the unknown-word rate."),
-            word: List[str] = typer.Option([], "--word", "-w", help="Show the nearest neighbours of this word in the embedding table (repeatable)."),
-            top: int = typer.Option(10, "--top", min=1, max=10000, help="How many features, unknown words and neighbours to list."),
-            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")):
+@app.command(epilog=_examples("nlclf inspect runs/sst5 --data new.txt", "nlclf inspect runs/embed --word good --word bad"))
+def inspect(model: str = MODEL_ARG,
+            data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Text file (one text a line) for the unknown-word rate."),
+            word: List[str] = typer.Option([], "--word", "-w", metavar="WORD", help="Show the nearest neighbours of this word in the embedding table (repeatable; embedding models)."),
+            top: int = typer.Option(10, "--top", metavar="N", min=1, max=10000, help="How many features, unknown words and neighbours to list."),
+            as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON instead of text.")):
     """What a model is: shape, parameters, vocabulary, the features most tied to each label,
     the unknown-word rate on a file, nearest neighbours in the embedding table."""
     from .pipeline import run_inspect
+    from .report import inspect_text
     with _errors():
         r = run_inspect(model, data, word, top)
-        if as_json:
-            _emit(json.dumps(r, ensure_ascii=False, indent=2) + "\n")
-            return
-        ens = (f" = an ensemble of {r['ensemble']} networks of hidden {r['member_hidden']}, side by side"
-               if r["ensemble"] > 1 else "")
-        lines = [f"{r['model']}: {r['kind']} features, hidden {r['hidden']}{ens} ({r['activation']}), "
-                 f"{len(r['labels'])} labels, {r['n_parameters']:,} parameters",
-                 "parameters: " + ", ".join(f"{k} {tuple(v)}" for k, v in r["parameters"].items()),
-                 f"vocabulary: {r['vocab_size']:,} entries, {r['n_features']:,} input features, "
-                 f"temperature {r['temperature']:.3g}"]
-        if "unknown_rate" in r:
-            lines.append(f"unknown words in {data}: {r['unknown_rate']:.2%} of {r['tokens']:,} tokens; most "
-                         f"frequent: " + ", ".join(f"{w} ({n})" for w, n in r["frequent_unknown"]))
-        lines.append("\nfeatures most associated with each label (P(label | that feature alone)):")
-        for label, feats in r["top_features"].items():
-            lines.append(f"  {label}: " + ", ".join(f"{f} {p:.2f}" for f, p in feats))
-        for w, nn in r.get("neighbours", {}).items():
-            lines.append(f"\nnearest neighbours of '{w}': " + ("not in the vocabulary" if nn is None else
-                                                              ", ".join(f"{t} {c:.3f}" for t, c in nn)))
-        _emit("\n".join(lines) + "\n")
+        _emit(json.dumps(r, ensure_ascii=False, indent=2) + "\n" if as_json else inspect_text(r, data))
 
 
-def _explanation(e: dict, fmt: str) -> str:
-    if fmt == "jsonl":
-        return json.dumps({"label": e["label"], "proba": round(e["proba"], 6),
-                           "toward": [[f, round(v, 6)] for f, v in e["toward"]],
-                           "against": [[f, round(v, 6)] for f, v in e["against"]]}, ensure_ascii=False)
-    sep = "\t" if fmt == "tsv" else " "
-    fmt_list = lambda xs: ", ".join(f"{f} {v:+.3f}" for f, v in xs)
-    return sep.join([e["label"], f"{e['proba']:.4f}", fmt_list(e["toward"]) or "-", fmt_list(e["against"]) or "-"])
-
-
-@app.command()
-def predict(model: str = typer.Argument(..., help="Model folder written by nlclf train."),
-            files: List[str] = typer.Argument(None, help="Text files, one text a line; '-' or none: stdin."),
-            proba: bool = typer.Option(False, "--proba", help="Add the probability of each label."),
-            top_k: int = typer.Option(1, "--top-k", min=1, max=100000, help="Print the K most probable labels."),
-            fmt: str = typer.Option("text", "--format", help="text, tsv or jsonl."),
-            batch_size: int = typer.Option(1024, "--batch-size", min=1, max=1_000_000, help="Texts per batch."),
-            explain: int = typer.Option(0, "--explain", min=0, max=1000, help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input); tsv or jsonl."),
-            workers: int = typer.Option(0, "--workers", min=0, max=256, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it.")):
+@app.command(epilog=_examples(
+    "cat new.txt | nlclf predict runs/sst5 --proba",
+    "nlclf predict runs/sst5 items.jsonl --id-field id --format jsonl --top-k -1",
+    "nlclf predict runs/demo --explain 3 --format tsv < texts.txt"))
+def predict(model: str = MODEL_ARG,
+            files: List[str] = typer.Argument(None, metavar="[FILE]...", help="Text files, one text a line (or JSON Lines, CSV, a folder, as the model's data.format says); '-' or none: stdin."),
+            proba: bool = typer.Option(False, "--proba", metavar="", help="Add the probability of each label."),
+            top_k: int = typer.Option(1, "--top-k", min=-1, max=100000, metavar="K", help="The K most probable labels; -1: all, with their probabilities."),
+            threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, metavar="P", help="Only labels with a probability of at least P (all such labels unless --top-k is given; possibly none)."),
+            fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
+            with_text: bool = typer.Option(False, "--with-text", metavar="", help="Echo each input text after its labels (tsv, jsonl)."),
+            id_field: Optional[str] = typer.Option(None, "--id-field", metavar="FIELD", help="Echo this field of JSON Lines or CSV input before the labels (tsv, jsonl)."),
+            batch_size: int = typer.Option(1024, "--batch-size", metavar="N", min=1, max=1_000_000, help="Texts per batch."),
+            explain: int = typer.Option(0, "--explain", min=0, max=1000, metavar="K", help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input)."),
+            workers: int = typer.Option(0, "--workers", metavar="N", min=0, max=256, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it.")):
     """Label each input line: one result a line on stdout, in input order, streamed."""
     from .pipeline import run_predict
-    if fmt not in ("text", "tsv", "jsonl"):
-        _err(f"error: --format must be one of text, tsv, jsonl; got {fmt}")
-        raise typer.Exit(2)
-    sep = " " if fmt == "text" else "\t"
+    from .report import prediction_lines
+    fmt = fmt.value
     with _errors():
-        for batch in run_predict(model, files or ["-"], top_k, batch_size, explain_k=explain, workers=workers):
-            if explain:
-                lines = [_explanation(e, fmt) for e in batch]
-            elif fmt == "jsonl":
-                lines = [json.dumps({"label": top[0][0], "proba": round(top[0][1], 6),
-                                     **({"top": [{"label": l, "proba": round(p, 6)} for l, p in top]}
-                                        if top_k > 1 else {})}, ensure_ascii=False) for top in batch]
-            elif proba:
-                lines = [sep.join(f"{l}{sep}{p:.4f}" for l, p in top) for top in batch]
-            else:
-                lines = [sep.join(l for l, _ in top) for top in batch]
-            _emit("\n".join(lines) + "\n")            # each batch as soon as it is ready: the output streams
+        for f in files or []:
+            if f.lower() in ("true", "false", "yes", "no", "on", "off") and not Path(f).exists():
+                raise ConfigError(f"{f}: not a file; boolean options are flags and take no value "
+                                  f"(write --proba, not --proba {f})")
+        if with_text and fmt == "text":
+            raise ConfigError("--with-text needs --format tsv or jsonl (a text may hold spaces)")
+        if top_k == 0:
+            raise ConfigError("--top-k takes K >= 1, or -1 for all labels")
+        k = top_k if top_k != 1 or threshold is None else -1
+        for batch in run_predict(model, files or ["-"], k, batch_size, explain_k=explain, workers=workers,
+                                 threshold=threshold, id_field=id_field, with_text=with_text):
+            _emit(prediction_lines(batch, fmt, proba or top_k < 0 or threshold is not None,
+                                   k != 1 or threshold is not None, bool(explain)))
 
 
-@app.command()
-def cv(config: str = typer.Argument(..., help="YAML config file (its data.train is split into folds)."),
-       folds: int = typer.Option(10, "--folds", "-k", min=2, max=1000, help="Number of stratified folds."),
-       seeds: int = typer.Option(1, "--seeds", min=1, max=1000, help="Repeat with this many seeds (seed, seed+1, ...)."),
+CV_EXAMPLES = _examples("nlclf cv --train train.tsv --folds 10", "nlclf cv configs/trec.yaml --folds 5 --seeds 2 --data-root ../shared/data")
+
+
+@app.command(epilog=CV_EXAMPLES)
+def cv(config: Optional[str] = typer.Argument(None, metavar="[CONFIG]", help="YAML config file (its data.train is split into folds); optional with --train."),
+       train_file: Optional[str] = TRAIN_FILE,
+       folds: int = typer.Option(10, "--folds", "-k", metavar="N", min=2, max=1000, help="Number of stratified folds."),
+       seeds: int = typer.Option(1, "--seeds", metavar="N", min=1, max=1000, help="Repeat with this many seeds (seed, seed+1, ...)."),
        jobs: Optional[int] = JOBS,
-       out: str = typer.Option("runs/cv", "--out", "-o", help="Folder for cv.json and cv.md."),
+       out: str = typer.Option("runs/cv", "--out", "-o", metavar="DIR", help="Folder for cv.json and cv.md."),
        set_: List[str] = SET,
        data_root: Optional[str] = DATA_ROOT,
-       scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run folds on a Dask cluster: tcp://HOST:PORT (trusted: Dask unpickles what it sends)."),
+       scheduler: Optional[str] = SCHEDULER,
        overwrite: bool = OVERWRITE,
-       quiet: bool = QUIET):
+       quiet: bool = QUIET,
+       log_format: str = LOG_FORMAT):
     """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std."""
     from . import config as config_mod
     from .search import cv_into, cv_markdown
-    log = _logger(quiet)
     with _errors():
-        cfg = config_mod.load(config, set_)
-        r = cv_into(out, overwrite, cfg, folds, seeds, jobs, data_root, scheduler, log)
+        report = _reporter(quiet, log_format)
+        cfg = config_mod.assemble(config, set_, train_file)
+        r = cv_into(out, overwrite, cfg, folds, seeds, jobs, data_root, scheduler, report.note)
         _emit(cv_markdown(r))
         if r["failed"]:
             _err(f"error: {r['failed']} of {r['planned']} fold runs failed (see {Path(out) / 'cv.md'})")
             raise typer.Exit(1)
 
 
-@app.command()
-def tune(config: str = typer.Argument(..., help="YAML config file: the starting point of the search."),
-         space: str = typer.Option(..., "--space", help="YAML search space: dotted key -> list, or {uniform|loguniform|int|logint: [lo, hi]}."),
-         trials: int = typer.Option(20, "--trials", "-n", min=1, max=100000, help="Random-search trials (ignored for a grid)."),
+def _duration(text: Optional[str]) -> Optional[float]:
+    """'90s', '10m', '1h30m', '2h' or plain seconds -> seconds."""
+    if text is None:
+        return None
+    import re
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", t)
+    if not t or not parts or not any(parts.groups()):
+        raise ConfigError(f"--time-budget takes a duration like 90s, 10m or 1h30m; got {text}")
+    h, m, sec = (int(g) if g else 0 for g in parts.groups())
+    return float(h * 3600 + m * 60 + sec)
+
+
+@app.command(epilog=_examples(
+    "nlclf tune --train train.tsv --dev dev.tsv --space configs/spaces/bow.yaml --trials 40 --time-budget 30m",
+    "nlclf tune configs/trec.yaml --space space.yaml --cv 5 --data-root ../shared/data"))
+def tune(config: Optional[str] = typer.Argument(None, metavar="[CONFIG]", help="YAML config file: the starting point of the search; optional with --train."),
+         train_file: Optional[str] = TRAIN_FILE,
+         dev_file: Optional[str] = DEV_FILE,
+         space: str = typer.Option(..., "--space", metavar="SPACE", help="YAML search space: dotted key -> list, or {uniform|loguniform|int|logint: [lo, hi]}."),
+         trials: int = typer.Option(20, "--trials", "-n", metavar="N", min=1, max=100000, help="Random-search trials (ignored for a grid)."),
+         time_budget: Optional[str] = typer.Option(None, "--time-budget", metavar="DURATION", help="Start no trial once this long has passed (90s, 10m, 1h30m); the running ones finish."),
          jobs: Optional[int] = JOBS,
-         cv_folds: int = typer.Option(0, "--cv", min=0, max=1000, help="Score each trial by K-fold cross-validation instead of the dev set."),
-         metric: Optional[str] = typer.Option(None, "--metric", help="accuracy or macro_f1 (default: train.metric)."),
-         halving: bool = typer.Option(False, "--halving", help="Successive halving: weak trials stop early (by epochs)."),
-         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run trials on a Dask cluster: tcp://HOST:PORT (trusted: Dask unpickles what it sends)."),
-         out: str = typer.Option("runs/tune", "--out", "-o", help="Folder for leaderboard.md/.json and best.yaml."),
-         resume: bool = typer.Option(False, "--resume", help="Continue the interrupted search saved in --out (same config, space and options)."),
+         cv_folds: int = typer.Option(0, "--cv", min=0, max=1000, metavar="K", help="Score each trial by K-fold cross-validation (the same folds for every trial) instead of the dev set."),
+         metric: Optional[str] = typer.Option(None, "--metric", metavar="accuracy|macro_f1", help="accuracy or macro_f1 (default: train.metric)."),
+         halving: bool = typer.Option(False, "--halving", metavar="", help="Successive halving: weak trials stop early (by epochs)."),
+         scheduler: Optional[str] = SCHEDULER,
+         out: str = typer.Option("runs/tune", "--out", "-o", metavar="DIR", help="Folder for leaderboard.md/.json and best.yaml."),
+         resume: bool = typer.Option(False, "--resume", metavar="", help="Continue the interrupted search saved in --out (same config, space and options)."),
          set_: List[str] = SET,
          data_root: Optional[str] = DATA_ROOT,
          overwrite: bool = OVERWRITE,
-         quiet: bool = QUIET):
+         quiet: bool = QUIET,
+         log_format: str = LOG_FORMAT):
     """Hyperparameter search (random, or grid when the space is all lists); writes the best config."""
     from . import config as config_mod
     from .search import load_space, tune_into, tune_markdown, validate_space
-    log = _logger(quiet)
     if metric not in (None, "accuracy", "macro_f1"):
         _err(f"error: --metric must be accuracy or macro_f1; got {metric}")
         raise typer.Exit(2)
     with _errors():
+        report = _reporter(quiet, log_format)
+        budget = _duration(time_budget)
         if resume and overwrite:
             raise ConfigError("--resume continues the search in --out; --overwrite would start it again: choose one")
-        cfg = config_mod.load(config, set_)
+        cfg = config_mod.assemble(config, set_, train_file, dev_file)
         sp = load_space(space)
         validate_space(cfg, sp, space)
         r = tune_into(out, overwrite, resume, cfg, sp, trials, jobs, cv_folds, halving, scheduler, data_root,
-                      metric, log)
+                      metric, report.note, budget)
         _emit(tune_markdown(r))
         if not r["best_config"]:
             _err("error: every trial failed (see the leaderboard)")
             raise typer.Exit(1)
 
 
-config_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="Check a config file, or show it with every default filled in.")
+config_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="Write a starter config, check one, or show it with every default filled in.")
 app.add_typer(config_app, name="config")
 
 
-@config_app.command("show")
-def config_show(config: str = typer.Argument(..., help="YAML config file."),
+@config_app.command("init", epilog=_examples("nlclf config init > my.yaml", "nlclf config init --kind embed_mean > embed.yaml"))
+def config_init(kind: str = typer.Option("bow", "--kind", metavar="bow|embed_mean|embed_concat", help="bow, embed_mean or embed_concat: the defaults of that kind."),
+                train_file: str = typer.Option("train.tsv", "--train", metavar="FILE", help="data.train to write."),
+                dev_file: str = typer.Option("dev.tsv", "--dev", metavar="FILE", help="data.dev to write ('' for none)."),
+                test_file: str = typer.Option("", "--test", metavar="FILE", help="data.test to write.")):
+    """Print a commented starter config: every key, its default and one line on what it does."""
+    from . import config as config_mod
+    from .features import KINDS
+    with _errors():
+        if kind not in KINDS:
+            raise ConfigError(f"--kind must be one of {', '.join(KINDS)}; got {kind}")
+        _emit(config_mod.starter(kind, train_file, dev_file, test_file))
+
+
+@config_app.command("show", epilog=_examples("nlclf config show configs/sst5.yaml --set train.lr=0.001"))
+def config_show(config: str = typer.Argument(..., metavar="CONFIG", help="YAML config file."),
                 set_: List[str] = SET):
     """Print the effective config (file + --set overrides + defaults) as YAML."""
     from . import config as config_mod
@@ -461,8 +569,8 @@ def config_show(config: str = typer.Argument(..., help="YAML config file."),
         _emit(config_mod.dump(config_mod.load(config, set_)))
 
 
-@config_app.command("check")
-def config_check(config: str = typer.Argument(..., help="YAML config file."),
+@config_app.command("check", epilog=_examples("nlclf config check configs/sst5.yaml"))
+def config_check(config: str = typer.Argument(..., metavar="CONFIG", help="YAML config file."),
                  set_: List[str] = SET):
     """Validate a config: every problem is listed, with its line, key, rule and value."""
     from . import config as config_mod

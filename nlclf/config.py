@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class DataConfig:
+    root: str = ""                      # folder the paths are relative to ("": --data-root, $NLCLF_DATA_ROOT, data/)
     train: str = ""
     dev: str = ""                       # empty: split dev_fraction off train (stratified, seeded)
     test: str = ""
@@ -39,6 +40,7 @@ class DataConfig:
     encoding_errors: str = "strict"     # strict: an undecodable byte is an error; replace: U+FFFD
     on_bad_line: str = "error"          # error: stop; skip: drop, log a count; warn: also log each
     max_text_bytes: int = 1 << 20       # longest line (or document) read; a longer one is a bad line
+    labels: tuple = ()                  # the label order of every table and picture (): sorted
     multi_label: bool = False           # fastText lines with several labels: true keeps the first
                                         # (nlclf is single-label; multi-label training is not supported yet)
 
@@ -135,6 +137,10 @@ RULES = {
     "data.encoding_errors": _choice(("strict", "replace")),
     "data.on_bad_line": _choice(("error", "skip", "warn")),
     "data.max_text_bytes": _range(16, 1 << 30),
+    "data.root": _PATH,
+    "data.labels": (lambda v: len(set(v)) == len(v) and all(l.strip() == l and l and "\t" not in l and "\n" not in l
+                                                            for l in v),
+                    "a list of distinct labels (no blanks, tabs or newlines), or [] for sorted order"),
     "data.train": _PATH,
     "data.dev": _PATH,
     "data.test": _PATH,
@@ -185,7 +191,12 @@ RULES = {
 }
 
 
-def _type_name(tp) -> str:
+STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the others hold integers)
+
+
+def _type_name(tp, key: str = "") -> str:
+    if tp is tuple and key in STRING_LISTS:
+        return "a list of strings"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             tuple: "a list of integers"}.get(tp, str(tp))
 
@@ -193,8 +204,11 @@ def _type_name(tp) -> str:
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def _coerce(tp, value):
+def _coerce(tp, value, key: str = ""):
     """Check value against a field type; return (ok, value)."""
+    if tp is tuple and key in STRING_LISTS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return ok, tuple(value) if ok else value
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
@@ -284,9 +298,9 @@ def _build(raw: dict, problems: _Problems) -> Config:
                 problems.add(dotted, f"unknown key; allowed in '{name}': " + ", ".join(types),
                              hint=_suggest(key, types))
                 continue
-            ok, v = _coerce(types[key], v)
+            ok, v = _coerce(types[key], v, dotted)
             if not ok:
-                problems.add(dotted, f"must be {_type_name(types[key])}", value[key])
+                problems.add(dotted, f"must be {_type_name(types[key], dotted)}", value[key])
                 continue
             pred, what = RULES.get(dotted, (None, None))
             if pred and not pred(v):
@@ -480,7 +494,12 @@ def read_small_text(path, what: str = "config") -> str:
 
 
 def load(path, overrides=()) -> Config:
-    return load_text(read_small_text(path), str(path), overrides)
+    """The config of a file; a relative data.root is taken relative to the file's folder."""
+    cfg = load_text(read_small_text(path), str(path), overrides)
+    if cfg.data.root and not Path(cfg.data.root).expanduser().is_absolute():
+        root = (Path(path).parent / cfg.data.root).absolute()
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:
@@ -508,3 +527,113 @@ def from_dict(raw: dict, source: str = "<checkpoint>") -> Config:
     if problems.items:
         raise ConfigError("\n".join(problems.items))
     return cfg
+
+
+# --- what each key does: `nlclf config init` writes it beside the key -----------------------
+
+HELP = {
+    "seed": "seeds the one random generator: same config and seed, byte-identical model",
+    "data": "where the examples are and how to read them",
+    "data.root": "folder the paths below are relative to ('': --data-root, $NLCLF_DATA_ROOT, data/)",
+    "data.train": "training file (required): label<TAB>text lines, CSV, JSON Lines, fastText or a folder",
+    "data.dev": "dev file for early stopping and model selection ('': held out of train)",
+    "data.test": "test file, evaluated once with the best weights ('': none)",
+    "data.dev_fraction": "share of train held out as dev when there is no dev file",
+    "data.format": "auto (from the name), tsv, csv, jsonl, fasttext or folder",
+    "data.text_field": "CSV column / JSON Lines key of the text",
+    "data.label_field": "CSV column / JSON Lines key of the label",
+    "data.encoding": "text encoding of the files (utf-8, latin-1, cp1252, ...)",
+    "data.encoding_errors": "strict: an undecodable byte is an error; replace: U+FFFD",
+    "data.on_bad_line": "error: stop; skip: drop with a count; warn: also show each",
+    "data.max_text_bytes": "longest line or document read; a longer one is a bad line",
+    "data.labels": "the order of the labels in every table and picture ([]: sorted)",
+    "data.multi_label": "fastText lines with several labels: false: a bad line; true: keep the first",
+    "features": "how a text becomes the network's input",
+    "features.kind": "bow (bag of words), embed_mean (mean of embeddings), embed_concat (first n embeddings)",
+    "features.tokenizer": "regex: Unicode words and punctuation; whitespace: str.split (pre-tokenized text)",
+    "features.lowercase": "lowercase before tokenizing",
+    "features.strip_accents": "cafe for café",
+    "features.strip_punct": "drop tokens made only of punctuation or symbols",
+    "features.max_chars": "cut each text to this many characters first (0: no limit)",
+    "features.max_token_chars": "cut longer tokens to this many characters",
+    "features.min_count": "keep tokens and n-grams seen at least this often in train",
+    "features.max_size": "keep only the most frequent (0: no limit)",
+    "features.ngrams": "word n-grams up to this length (1: words only)",
+    "features.hash_buckets": "n-grams outside the vocabulary go to this many hashed buckets (0: dropped)",
+    "features.char_ngrams": "[min, max]: character n-grams of every word (fastText's subwords); []: none",
+    "features.char_weight": "value of a character n-gram relative to a word's",
+    "features.weighting": "count, binary, log, tfidf or nb (naive-Bayes log-count ratio)",
+    "features.nb_alpha": "smoothing of the class counts behind nb weights",
+    "features.normalize": "L2-normalise each row (bow)",
+    "features.max_tokens": "n, the tokens kept (embed_concat)",
+    "features.truncate": "keep the head or the tail of a longer text (embed_concat)",
+    "features.embed_dim": "embedding width (embedding kinds)",
+    "features.pretrained": "word2vec/GloVe text file for the embedding table ('': random)",
+    "features.freeze": "keep the embedding table fixed (needs pretrained)",
+    "features.embed_lr": "learning-rate multiplier for the embedding table",
+    "features.embed_l2": "L2 on the embedding rows in the batch",
+    "features.word_dropout": "during training, drop each bag entry or word with this probability",
+    "features.workers": "processes featurizing large inputs (0: one per core; 1: none)",
+    "model": "the network: hidden layers k = H f + b, h = g(k), output softmax(U h + b)",
+    "model.hidden": "widths of the hidden layers ([]: logistic regression)",
+    "model.activation": "g: relu, leaky_relu, gelu, tanh, sigmoid, identity",
+    "model.leaky_slope": "slope of leaky_relu below zero",
+    "model.hidden_bias": "bias on the hidden layers",
+    "model.output_bias": "bias on the output layer",
+    "model.dropout": "dropout on the hidden layers",
+    "train": "minibatch training with early stopping on dev",
+    "train.optimizer": "sgd, momentum or adam",
+    "train.lr": "learning rate",
+    "train.momentum": "momentum coefficient (momentum)",
+    "train.beta1": "Adam's first-moment decay",
+    "train.beta2": "Adam's second-moment decay",
+    "train.eps": "Adam's epsilon",
+    "train.schedule": "learning rate over the run: constant, linear (to zero) or cosine",
+    "train.warmup": "steps of linear warm-up",
+    "train.batch_size": "examples a minibatch (gradients are batch means)",
+    "train.epochs": "most epochs (patience usually stops sooner)",
+    "train.weight_decay": "L2 on the weights (never the biases)",
+    "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy)",
+    "train.clip_norm": "clip the global gradient norm (0: off)",
+    "train.patience": "stop after this many epochs without a better dev score (0: never)",
+    "train.metric": "dev metric that picks the best epoch: accuracy or macro_f1",
+    "train.dtype": "float32, or float64 for checks",
+    "train.calibrate": "fit a softmax temperature on dev after training",
+    "train.ensemble": "train K networks from K seeds, saved as one averaging their logits",
+    "train.checkpoint_seconds": "save the state for --resume at an epoch's end at most this often (0: every epoch)",
+    "output": "where the model and reports go",
+    "output.dir": "output folder (--out overrides)",
+}
+
+
+def starter(kind: str = "bow", train: str = "train.tsv", dev: str = "dev.tsv", test: str = "") -> str:
+    """A commented config holding every key with its default for ``kind``, and one line on
+    what it does: what `nlclf config init` prints."""
+    cfg = load_text(yaml.safe_dump({"data": {"train": train, "dev": dev, "test": test},
+                                    "features": {"kind": kind}}), "<starter>")
+    out = [f"# nlclf config: every key with its default for features.kind {kind}; delete what you keep",
+           "# as it is. Check it with `nlclf config check FILE`, train with `nlclf train FILE`.", ""]
+    for section, value in to_dict(cfg).items():
+        if not isinstance(value, dict):
+            out.append(f"{section}: {_fmt(value)}".ljust(40) + f"  # {HELP[section]}")
+            continue
+        out += ["", f"{section}:".ljust(40) + f"  # {HELP[section]}"]
+        for key, v in value.items():
+            out.append(f"  {key}: {_fmt(v)}".ljust(40) + f"  # {HELP[f'{section}.{key}']}")
+    return "\n".join(out) + "\n"
+
+
+def assemble(path=None, overrides=(), train: str | None = None, dev: str | None = None,
+             test: str | None = None) -> Config:
+    """The config of a command: the file at ``path`` (or the defaults when there is none), then
+    ``--set`` overrides, then data files given on the command line (``--train`` etc.), which are
+    taken relative to the working directory. Without a file the output folder defaults to
+    runs/<name of the training file>."""
+    files = [(f"data.{k}", str(Path(v).expanduser().absolute())) for k, v in
+             (("train", train), ("dev", dev), ("test", test)) if v]
+    if path is None:
+        if train is None:
+            raise ConfigError("give a CONFIG file, or the data with --train FILE [--dev FILE] [--test FILE]")
+        out = [("output.dir", f"runs/{Path(train).stem or 'default'}"), ("data.root", str(Path.cwd()))]
+        return load_text("", "<command line>", out + list(overrides) + files)
+    return load(path, list(overrides) + files)

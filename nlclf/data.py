@@ -206,16 +206,18 @@ def _problem(label: str, text: str, known) -> str:
     return ""
 
 
-# Readers: (path, name, opts, bad, known, labelled) -> labelled: (line number, label, text) of
-# each usable example; unlabelled (prediction input): the text of each record.
+# Readers: (path, name, opts, bad, known, labelled, id_field) -> labelled: (line number, label,
+# text) of each usable example; unlabelled (prediction input): (identifier or None, text) of each
+# record, the identifier being the id_field of a JSON Lines or CSV record, or a folder document's
+# path relative to the folder.
 
-def _tsv(path, name, opts, bad, known, labelled):
+def _tsv(path, name, opts, bad, known, labelled, id_field=None):
     """``label<TAB>text`` lines; as prediction input every line (blank ones too) is a text."""
     with _input(path) as stream:
         for lineno, line in _lines(stream, name, opts, bad, labelled):
             line = line.rstrip("\r\n")
             if not labelled:
-                yield line
+                yield None, line
                 continue
             if not line or line.isspace():
                 continue
@@ -247,7 +249,7 @@ def _csv_columns(header: list, name, lineno: int, opts, labelled: bool) -> tuple
     return tuple(cols) + (None,) * (2 - len(cols))
 
 
-def _csv(path, name, opts, bad, known, labelled):
+def _csv(path, name, opts, bad, known, labelled, id_field=None):
     """A header row, then records; quoted fields may hold commas, quotes and newlines."""
     csv.field_size_limit(opts.max_text_bytes)
     with _input(path) as stream:
@@ -269,12 +271,16 @@ def _csv(path, name, opts, bad, known, labelled):
             if header is None:
                 header = [c.strip() for c in row]
                 t, l = _csv_columns(header, name, start, opts, labelled)
+                if id_field is not None and id_field not in header:
+                    raise DataError(f"{name}:{start}: the CSV header has no column '{id_field}' (--id-field); "
+                                    f"found: {', '.join(header)}")
+                ident = header.index(id_field) if id_field is not None else None
                 continue
             if len(row) != len(header):
                 bad(start, f"{len(row)} fields, but the header has {len(header)}")
                 continue
             if not labelled:
-                yield row[t]
+                yield (row[ident] if ident is not None else None), row[t]
                 continue
             label, text = row[l].strip(), row[t]
             problem = _problem(label, text, known)
@@ -305,7 +311,7 @@ def _json_str(obj: dict, field: str, key: str) -> tuple:
     return v, ""
 
 
-def _jsonl(path, name, opts, bad, known, labelled):
+def _jsonl(path, name, opts, bad, known, labelled, id_field=None):
     """One JSON object per line holding string fields data.text_field and data.label_field."""
     with _input(path) as stream:
         for lineno, line in _lines(stream, name, opts, bad, labelled):
@@ -329,14 +335,20 @@ def _jsonl(path, name, opts, bad, known, labelled):
             if not problem and labelled:
                 label, problem = _json_str(obj, opts.label_field, "data.label_field")
                 problem = problem or _problem(label.strip(), text, known)
+            ident = None
+            if not problem and id_field is not None:
+                ident = obj.get(id_field)
+                if ident is None or isinstance(ident, (dict, list)):
+                    problem = f"field '{id_field}' (--id-field) is {'missing' if ident is None else _json_kind(ident)}"
+                ident = json.dumps(ident, ensure_ascii=False) if not isinstance(ident, str) else ident
             if problem:
                 bad(lineno, problem)
                 continue
-            yield (lineno, label.strip(), text) if labelled else text
+            yield (lineno, label.strip(), text) if labelled else (ident, text)
     bad.done()
 
 
-def _fasttext(path, name, opts, bad, known, labelled):
+def _fasttext(path, name, opts, bad, known, labelled, id_field=None):
     """``__label__a [__label__b ...] text``; as prediction input the labels are stripped."""
     several = 0
     with _input(path) as stream:
@@ -347,7 +359,7 @@ def _fasttext(path, name, opts, bad, known, labelled):
                 pos = m.end()
             text = line[pos:].strip()
             if not labelled:
-                yield text
+                yield None, text
                 continue
             if not labels and not text:
                 continue
@@ -382,7 +394,7 @@ def _visible_txt(folder: Path) -> list:
     return [p for p in _listing(folder) if not p.name.startswith(".") and p.suffix.lower() == ".txt" and p.is_file()]
 
 
-def _folder(path, name, opts, bad, known, labelled):
+def _folder(path, name, opts, bad, known, labelled, id_field=None):
     """``root/<label>/*.txt``, one document per file; as prediction input also ``root/*.txt``."""
     root = Path(path)
     if str(path) == "-" or not root.is_dir():
@@ -418,7 +430,7 @@ def _folder(path, name, opts, bad, known, labelled):
                 raise _undecodable(doc, raw.count(b"\n", 0, at) + 1, at, raw[at], opts.encoding) from None
             text = raw[start:at].decode(opts.encoding, opts.encoding_errors).rstrip()
         if not labelled:
-            yield text
+            yield doc.relative_to(root).as_posix(), text
             continue
         problem = _problem(label.strip(), text, known)
         if problem:
@@ -456,38 +468,43 @@ def _starts_with_label(path: Path) -> bool:
 
 
 def infer_format(path, log=None) -> str:
-    """The format ``data.format: auto`` reads ``path`` as, noted through ``log``: a folder → folder,
-    ``.csv`` → csv, ``.jsonl``/``.ndjson`` → jsonl, ``.ft``/``.fasttext`` or a first non-blank line
-    starting with ``__label__`` → fasttext, anything else (and standard input) → tsv."""
+    """The format ``data.format: auto`` reads ``path`` as: a folder → folder, ``.tsv``/``.tab`` →
+    tsv, ``.csv`` → csv, ``.jsonl``/``.ndjson`` → jsonl, ``.ft``/``.fasttext`` → fasttext; for other
+    names a guess, noted through ``log``: a first non-blank line starting with ``__label__`` →
+    fasttext, else tsv (a pipe is not looked into: tsv). Standard input is tsv."""
     p = Path(path)
     suffix = p.suffix.lower()
     if str(path) == "-":
-        fmt, why = "tsv", "standard input"
+        fmt, why = "tsv", ""
     elif p.is_dir():
-        fmt, why = "folder", "a folder"
+        fmt, why = "folder", ""
+    elif suffix in (".tsv", ".tab"):
+        fmt, why = "tsv", ""
     elif suffix == ".csv":
-        fmt, why = "csv", "the name ends in .csv"
+        fmt, why = "csv", ""
     elif suffix in (".jsonl", ".ndjson"):
-        fmt, why = "jsonl", f"the name ends in {suffix}"
+        fmt, why = "jsonl", ""
     elif suffix in (".ft", ".fasttext"):
-        fmt, why = "fasttext", f"the name ends in {suffix}"
+        fmt, why = "fasttext", ""
     elif not _is_regular(p):
         fmt, why = "tsv", "a pipe or device, read only once, so not looked into"
     elif _starts_with_label(p):
         fmt, why = "fasttext", "the first line starts with __label__"
     else:
         fmt, why = "tsv", "the default for other names"
-    if log is not None:
-        log(f"{'<stdin>' if str(path) == '-' else path}: read as {fmt} ({why}); set data.format to choose")
+    if log is not None and why:                      # a guess: say so (a name that says its format is no guess)
+        log(f"{path}: read as {fmt} ({why}); set data.format to choose")
     return fmt
 
 
-def _records(path, opts, log, known, labelled: bool) -> Iterator[tuple]:
+def _records(path, opts, log, known, labelled: bool, id_field=None) -> Iterator[tuple]:
     opts = TSV_DEFAULTS if opts is None else opts
     fmt = infer_format(path, log) if opts.format == "auto" else opts.format
     name = "<stdin>" if str(path) == "-" else path
+    if id_field is not None and fmt not in ("jsonl", "csv"):
+        raise DataError(f"{name}: --id-field names a field of JSON Lines or CSV records; this is read as {fmt}")
     bad = _BadLines(name, opts.on_bad_line, log, "document" if fmt == "folder" else "line")
-    return READERS[fmt](path, name, opts, bad, known, labelled)
+    return READERS[fmt](path, name, opts, bad, known, labelled, id_field)
 
 
 def iter_labelled(path, opts: DataConfig | None = None, log=None, known=None) -> Iterator[tuple]:
@@ -517,10 +534,10 @@ def _expected(path, opts) -> str:
     return f" (expected {EXPECTED[fmt]})"
 
 
-def read_labels(path, opts: DataConfig | None = None, log=None, known=None) -> list:
-    """Only the labels of a labelled input: the first pass over a large training file.
+def read_labels(records) -> list:
+    """Only the labels of iter_labelled's records: the first pass over a large training file.
     Interned, so a million lines hold a handful of label strings."""
-    return [sys.intern(label) for _, label, _ in iter_labelled(path, opts, log, known)]
+    return [sys.intern(label) for _, label, _ in records]
 
 
 def check_trainable(labels: list, path) -> None:
@@ -535,8 +552,16 @@ def iter_texts(paths: Iterable[str], opts: DataConfig | None = None, log=None) -
     """The texts of prediction input, streamed; ``-`` is standard input. TSV (and fastText):
     each line is a text (labels stripped); CSV and JSONL: the data.text_field of each record;
     folder: each document."""
+    for _, text in iter_records(paths, opts, log):
+        yield text
+
+
+def iter_records(paths: Iterable[str], opts: DataConfig | None = None, log=None, id_field=None) -> Iterator[tuple]:
+    """(identifier, text) of each record of prediction input (see iter_texts): the identifier is
+    the ``id_field`` of a JSON Lines or CSV record, a folder document's path relative to the
+    folder, else None."""
     for p in paths:
-        yield from _records(p, opts, log, None, False)
+        yield from _records(p, opts, log, None, False, id_field)
 
 
 FULL_HASH_BYTES = 64 << 20     # files up to this size are hashed whole; larger ones by their ends

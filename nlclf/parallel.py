@@ -164,16 +164,20 @@ def _run_one(conn, fn, item) -> None:
         conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
 
 
-def unordered_map(fn: Callable, items: list, workers: int = 0) -> Iterator:
+def unordered_map(fn: Callable, items: list, workers: int = 0, should_start: Callable | None = None) -> Iterator:
     """(i, fn(items[i])) for every item as each finishes, at most ``n_workers(workers)`` at a
     time, each item in a forked process of its own (for long tasks: folds, trials). What fn
     raises comes back as (i, the exception) and the others go on; a process that dies (kill -9,
     the kernel's out-of-memory killer) comes back as (i, WorkerLost). Closing the generator,
-    or an exception in the consumer (Ctrl-C), kills the running processes at once."""
+    or an exception in the consumer (Ctrl-C), kills the running processes at once. Once
+    ``should_start()`` is false no more items are started (a time budget)."""
     from multiprocessing.connection import wait
     workers = n_workers(workers)
+    can_start = should_start or (lambda: True)
     if workers <= 1 and _IN_WORKER:
         for i, item in enumerate(items):
+            if not can_start():
+                return
             try:
                 yield i, fn(item)
             except Exception as e:               # noqa: BLE001 - reported like a worker's
@@ -185,6 +189,10 @@ def unordered_map(fn: Callable, items: list, workers: int = 0) -> Iterator:
     running: dict = {}                           # connection -> (index, process)
     try:
         while pending or running:
+            if pending and not can_start():
+                pending.clear()
+                if not running:
+                    break
             while pending and len(running) < max(1, workers):
                 i, item = pending.pop()
                 mine, theirs = ctx.Pipe(duplex=False)

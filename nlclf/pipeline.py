@@ -6,6 +6,8 @@ Files are written only by the checkpoint and report modules.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import math
 import os
 import queue
@@ -20,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import calibration, checkpoint, data, explain, metrics, parallel, plots, report, rundir, runtime, significance
+from . import __version__
 from .config import Config, dump, to_dict
 from .errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
 from .features import Featurizer
@@ -33,13 +36,26 @@ from .vocab import PAD_ID, LabelSet
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
 
 
-def data_root(explicit: str | None = None) -> Path:
-    """--data-root, else $NLCLF_DATA_ROOT, else the project's data/ (or ./data)."""
+def data_root(explicit: str | None = None, cfg: Config | None = None) -> Path:
+    """The folder data paths are relative to, absolute: --data-root, else the config's
+    data.root, else $NLCLF_DATA_ROOT, else the project's data/ (or ./data)."""
     if explicit:
-        return Path(explicit)
-    if os.environ.get("NLCLF_DATA_ROOT"):
-        return Path(os.environ["NLCLF_DATA_ROOT"])
-    return DEFAULT_DATA_ROOT if DEFAULT_DATA_ROOT.is_dir() else Path("data")
+        root = Path(explicit)
+    elif cfg is not None and cfg.data.root:
+        root = Path(cfg.data.root)
+    elif os.environ.get("NLCLF_DATA_ROOT"):
+        root = Path(os.environ["NLCLF_DATA_ROOT"])
+    else:
+        root = DEFAULT_DATA_ROOT if DEFAULT_DATA_ROOT.is_dir() else Path("data")
+    return root.expanduser().absolute()
+
+
+def with_root(cfg: Config, root: Path) -> Config:
+    """cfg with data.root set to the folder its paths were read from: the run folder's
+    config.yaml then trains again from anywhere, without --data-root. (The model's own
+    metadata keeps the config as given, so the same training gives the same bytes wherever
+    its data lies.)"""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
 
 
 def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
@@ -49,6 +65,25 @@ def _label_ids(labels: list, label_set: LabelSet, path) -> np.ndarray:
                         f"{' ...' if len(unknown) > 5 else ''} (known: {', '.join(label_set.labels[:20])}"
                         f"{f', ... ({len(label_set)} in all)' if len(label_set) > 20 else ''})")
     return np.fromiter((label_set.index[l] for l in labels), dtype=np.int64, count=len(labels))
+
+
+COUNT_EVERY = 10000          # texts between two "lines" progress events
+
+
+def _counted(items, stage: str, progress):
+    """``items`` unchanged, with a "lines" event every COUNT_EVERY items (a reading spinner)."""
+    n = 0
+    for n, item in enumerate(items, start=1):
+        if n % COUNT_EVERY == 0:
+            progress("lines", {"stage": stage, "lines": n})
+        yield item
+
+
+def _label_set(labels: list, cfg: Config, where) -> LabelSet:
+    try:
+        return LabelSet(labels, cfg.data.labels)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
 
 
 def _texts_noting_labels(path, labels: list, opts=None, log=None):
@@ -90,7 +125,7 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
     dtype = np.dtype(cfg.train.dtype)
     vectors = None
     if cfg.features.pretrained and cfg.features.kind != "bow":
-        vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root)),
+        vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root, cfg)),
                                     featurizer.vocab.index, cfg.features.embed_dim)
         log(f"pretrained vectors cover {len(vectors[0])} of {len(featurizer.vocab) - 2} vocabulary words "
             f"({len(vectors[0]) / max(1, len(featurizer.vocab) - 2):.1%})")
@@ -122,7 +157,9 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
             on_checkpoint(st, why, lambda: Classifier(featurizer, *mlp.merge(spec, members + [st.best_params]),
                                                       list(labels)))
 
-        result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng_k, decay, lr_mult, on_progress,
+        member_progress = on_progress if K == 1 or on_progress is None else (
+            lambda event, info, k=k: on_progress(event, dict(info, member=k + 1)))
+        result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng_k, decay, lr_mult, member_progress,
                      resumed, should_stop, member_checkpoint if on_checkpoint else None)
         members.append(result.params)
         infos.append(result.summary())
@@ -140,7 +177,7 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
 
 def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
     """Train on in-memory (labels, texts) pairs: the core of cross-validation and tuning."""
-    label_set = LabelSet(train[0])
+    label_set = _label_set(train[0], cfg, "training data")
     if len(label_set) < 2:
         raise DataError(f"only one class in the training data ({label_set.labels[0]})")
     featurizer = Featurizer(cfg.features)
@@ -181,7 +218,7 @@ def _resume_state(cfg: Config, folder: rundir.RunFolder, log):
             raise CheckpointError(f"{out}: that run finished; there is nothing to resume")
         raise CheckpointError(f"{out}: no saved training state to resume from")
     state, meta = checkpoint.load_state(partial)
-    diff = _config_difference(meta["config"], to_dict(cfg))
+    diff = [k for k in _config_difference(meta["config"], to_dict(cfg)) if k != "data.root"]
     if diff:
         raise ConfigError(f"{out}: the config differs from the interrupted run's ({', '.join(diff[:5])}); "
                           f"resume with the same config and --set options")
@@ -251,7 +288,7 @@ def _known_params(cfg: Config) -> int:
 
 def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
               on_progress=None, log=lambda msg: None, resume: bool = False, should_stop=None,
-              force: bool = False) -> dict:
+              force: bool = False, command: list | None = None) -> dict:
     """Train as ``cfg`` says; write checkpoint, config and report to the output folder; return the report.
 
     The run is assembled in the folder's staging area (rundir.PARTIAL): the best model so far
@@ -261,13 +298,13 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     failed one leaves the folder as it was. ``resume`` continues the unfinished run of the
     folder, to the same final bytes; ``force`` lets it continue on changed data."""
     t_start = time.perf_counter()
-    root = data_root(root)
+    root = data_root(root, cfg)
     out = Path(out_dir or cfg.output.dir)
     paths = data_paths(cfg, root)
     check_memory(cfg, _known_params(cfg))
     folder = rundir.RunFolder.claim(out, overwrite, TRAIN_WRITES, resume)
     try:
-        r = _train_in(folder, cfg, root, paths, on_progress, log, resume, should_stop, force, t_start)
+        r = _train_in(folder, cfg, root, paths, on_progress, log, resume, should_stop, force, t_start, command)
     except Interrupted:
         folder.set_run_info(dict(rundir.read_run_info(out) or {}, status="interrupted"))
         folder.release()
@@ -285,7 +322,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
 
 
 def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on_progress, log, resume: bool,
-              should_stop, force: bool, t_start: float) -> dict:
+              should_stop, force: bool, t_start: float, command) -> dict:
     out = folder.path
     state, state_meta = _resume_state(cfg, folder, log) if resume else (None, None)
     partial = folder.start_partial(fresh=not resume, info={"pid": os.getpid()})
@@ -297,27 +334,36 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
 
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
+    progress = on_progress or (lambda event, info: None)
     featurizer = Featurizer(cfg.features)
+    counted = lambda items, stage: _counted(items, stage, progress)
     if dev_path is not None:
         # two streamed passes over train (vocabulary, then counts); the texts are never held whole
         labels: list = []
-        featurizer.fit_vocab(_texts_noting_labels(train_path, labels, cfg.data, log))
+        featurizer.fit_vocab(counted(_texts_noting_labels(train_path, labels, cfg.data, log), "read"))
         data.check_trainable(labels, train_path)
-        X = featurizer.transform_counts(text for _, _, text in data.iter_labelled(train_path, cfg.data))
+        progress("stage_end", {"stage": "read", "lines": len(labels), "file": str(train_path),
+                               "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
+        X = featurizer.transform_counts(counted((text for _, _, text in data.iter_labelled(train_path, cfg.data)),
+                                                "featurize"))
         dev_labels, dev_texts = data.read_labelled(dev_path, cfg.data, log, known=set(labels))
         X_dev = featurizer.transform_counts(dev_texts)
         del dev_texts
     else:
-        all_labels = data.read_labels(train_path, cfg.data, log)
+        all_labels = data.read_labels(counted(data.iter_labelled(train_path, cfg.data, log), "read"))
         data.check_trainable(all_labels, train_path)
         is_dev = data.stratified_split(all_labels, cfg.data.dev_fraction, cfg.seed)
         labels = [l for l, d in zip(all_labels, is_dev) if not d]
         dev_labels = [l for l, d in zip(all_labels, is_dev) if d]
         log(f"no dev file: held out {len(dev_labels)} of the training examples "
             f"({cfg.data.dev_fraction:.0%}, {data.split_kind(all_labels, cfg.data.dev_fraction)}, seed {cfg.seed})")
-        featurizer.fit_vocab(text for (_, _, text), d in zip(data.iter_labelled(train_path, cfg.data), is_dev) if not d)
-        X, X_dev = featurizer.transform_split((text for _, _, text in data.iter_labelled(train_path, cfg.data)), is_dev)
-    label_set = LabelSet(labels)
+        featurizer.fit_vocab(counted((text for (_, _, text), d in zip(data.iter_labelled(train_path, cfg.data), is_dev)
+                                      if not d), "vocabulary"))
+        progress("stage_end", {"stage": "read", "lines": len(all_labels), "file": str(train_path),
+                               "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
+        X, X_dev = featurizer.transform_split(counted((text for _, _, text in data.iter_labelled(train_path, cfg.data)),
+                                                      "featurize"), is_dev)
+    label_set = _label_set(labels, cfg, train_path)
     if len(label_set) < 2:
         raise DataError(f"{train_path}: only one class ({label_set.labels[0]}); need at least two")
     y = _label_ids(labels, label_set, train_path)
@@ -327,6 +373,9 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
         featurizer.fit_weights(X, y)
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
     featurize_seconds = time.perf_counter() - t0
+    progress("stage_end", {"stage": "featurize", "rows": int(X.shape[0]), "dev_rows": int(X_dev.shape[0]),
+                           "columns": int(featurizer.n_features), "nnz": int(getattr(X, "nnz", X.size)),
+                           "seconds": featurize_seconds})
     shapes = mlp.param_shapes(net_spec(cfg, featurizer, len(label_set)))
     check_memory(cfg, sum(math.prod(s) for s in shapes.values()) * cfg.train.ensemble)
 
@@ -339,7 +388,7 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
         if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
             return
         if (st.member, st.best_epoch) != saved["best"]:
-            rundir.atomic_write(partial / "config.yaml", dump(cfg).encode())
+            rundir.atomic_write(partial / "config.yaml", dump(with_root(cfg, root)).encode())
             checkpoint.save(partial, best_model(), cfg)
             saved["best"] = (st.member, st.best_epoch)
         checkpoint.save_state(partial, st, cfg, {"inputs": inputs})
@@ -371,7 +420,7 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
         log(f"calibration: temperature {model.temperature:.3f}, dev ECE {calib['dev_ece_before']:.4f} -> "
             f"{calib['dev_ece_after']:.4f}")
 
-    rundir.atomic_write(partial / "config.yaml", dump(cfg).encode())
+    rundir.atomic_write(partial / "config.yaml", dump(with_root(cfg, root)).encode())
     files = checkpoint.save(partial, model, cfg)
     checkpoint.remove_state(partial)
     r = {
@@ -388,8 +437,11 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
         "history": result.history, "final": final,
         "featurize_seconds": featurize_seconds, "train_seconds": result.train_seconds,
         "steps": result.steps, "total_seconds": time.perf_counter() - t_start,
-        "out_dir": str(out), "calibration": calib,
+        "out_dir": str(out), "calibration": calib, "epochs_cap": cfg.train.epochs,
+        "still_improving": any(m["best_epoch"] == m["epochs"] == cfg.train.epochs
+                               for m in (result.members or [result.summary()])),
     }
+    r["run"] = {"command": command, "data_root": str(root), "nlclf_version": __version__, "inputs": inputs}
     r["pictures"] = _pictures(partial, r, log)
     report.write_train_report(partial, r)
     with runtime.signals_deferred():
@@ -414,13 +466,14 @@ def _read_eval(model: Classifier, data_path, opts=None):
     rows = list(data.iter_labelled(data_path, opts, known=set(model.labels)))
     if not rows:
         raise DataError(f"{data_path}: no examples (expected lines of 'label<TAB>text')")
-    y = _label_ids([r[1] for r in rows], LabelSet(model.labels), data_path)
+    y = _label_ids([r[1] for r in rows], LabelSet(model.labels, model.labels), data_path)
     return rows, y
 
 
-def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None) -> dict:
-    """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins) and,
-    with ``errors``, the most confident mistakes."""
+def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None, top_k: int = 1) -> dict:
+    """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins),
+    with ``top_k`` > 1 the top-k accuracy and fastText's P@k and R@k (one true label a text:
+    P@k = hits / (N k), R@k = hits / N), and with ``errors`` the most confident mistakes."""
     if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
         raise OutputError(f"{plot_dir}: --plots names a folder for the pictures; this is an existing file")
     model, cfg, _ = checkpoint.load(model_dir)
@@ -429,6 +482,11 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
     pred = probs.argmax(1)
     m = metrics.report(y, pred, model.labels)
     m["ece"] = calibration.ece(probs, y, bins)
+    if top_k > 1:
+        k = min(top_k, len(model.labels))
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k]                  # (N, k), any order
+        hits = int((top == y[:, None]).any(axis=1).sum())
+        m.update(top_k=k, top_k_accuracy=hits / len(y), precision_at_k=hits / (len(y) * k), recall_at_k=hits / len(y))
     m["reliability"] = calibration.reliability(probs, y, bins)
     if errors:
         wrong = np.flatnonzero(pred != y)
@@ -518,15 +576,21 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
 
 
 def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
-                texts: Iterable[str] | None = None, explain_k: int = 0, workers: int = 0) -> Iterator[list]:
-    """Batches of results for the input lines of ``paths`` ('-' is stdin), or for ``texts``, in
-    order: each result is the top_k (label, probability) pairs of one line, or with
-    ``explain_k`` an explanation dict (see explain.explain). A batch is whatever input has
-    arrived (at most batch_size lines), so interactive input is answered at once. Batches are
-    computed by ``workers`` forked processes (0: one per core; 1: in this process)."""
+                texts: Iterable[str] | None = None, explain_k: int = 0, workers: int = 0,
+                threshold: float | None = None, id_field: str | None = None,
+                with_text: bool = False) -> Iterator[list]:
+    """Batches of results for the input records of ``paths`` ('-' is stdin), or for ``texts``,
+    in order. Each result is a dict: "top", the (label, probability) pairs of the ``top_k``
+    most probable labels (all of them for top_k < 1) whose probability is at least
+    ``threshold`` (fastText's predict-prob; possibly none), or with ``explain_k`` the keys of
+    an explanation (see explain.explain); "id", the record's identifier (``id_field`` of
+    JSON Lines and CSV records, the document's path for a folder, else None); "text" with
+    ``with_text``. A batch is whatever input has arrived (at most batch_size records), so
+    interactive input is answered at once. Batches are computed by ``workers`` forked
+    processes (0: one per core; 1: in this process)."""
     model, cfg, _ = checkpoint.load(model_dir)
-    lines = data.iter_texts(paths, cfg.data) if texts is None else texts
-    k = max(1, min(top_k, len(model.labels)))
+    records = data.iter_records(paths, cfg.data, id_field=id_field) if texts is None else ((None, t) for t in texts)
+    k = len(model.labels) if top_k < 1 else min(top_k, len(model.labels))
     labels = model.labels
 
     def predict_batch(batch: list) -> list:
@@ -535,9 +599,30 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
         probs = model.proba(batch)                                     # (N, C)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
         p = np.take_along_axis(probs, top, axis=1).tolist()
-        return [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+        out = [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+        if threshold is not None:
+            out = [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
+        return out
 
-    yield from parallel.ordered_map(predict_batch, _batches(lines, batch_size), workers)
+    held: collections.deque = collections.deque()      # the records of the batches in flight, in order
+
+    def texts_of(batches):
+        for batch in batches:
+            held.append(batch)
+            yield [t for _, t in batch]
+
+    for results in parallel.ordered_map(predict_batch, texts_of(_batches(records, batch_size)), workers):
+        batch = held.popleft()
+        out = []
+        for (ident, text), r in zip(batch, results):
+            item = dict(r) if explain_k else {"top": r}
+            item["id"] = ident
+            if with_text:
+                item["text"] = text
+            elif explain_k:
+                item.pop("text", None)
+            out.append(item)
+        yield out
 
 
 def _single_feature_inputs(model: Classifier, ids):
@@ -600,7 +685,8 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
         r["frequent_unknown"] = sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     if words:
         if "E" not in model.params:
-            raise DataError("nearest neighbours need an embedding model (features.kind embed_mean or embed_concat)")
+            raise ConfigError(f"--word: {model_dir} is a bag-of-words model; nearest neighbours need an "
+                              f"embedding model (features.kind embed_mean or embed_concat)")
         E = model.params["E"].astype(np.float64)
         norms = np.linalg.norm(E, axis=1)
         norms[norms == 0] = 1.0

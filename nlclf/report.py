@@ -9,6 +9,38 @@ from .metrics import CONFUSION_MAX
 from .rundir import atomic_write
 
 
+def duration(seconds: float) -> str:
+    """12.3 s, 4m05s, 1h02m."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def event_line(event: str, info: dict) -> str | None:
+    """One plain line for a progress event of the pipeline, or None for events that have none
+    (batches, counts while reading)."""
+    if event == "epoch_end":
+        member = f"member {info['member']}  " if info.get("member") else ""
+        return (f"{member}epoch {info['epoch']}/{info['epochs']}  train loss {info['train_loss']:.4f}  dev loss "
+                f"{info['dev_loss']:.4f}  dev accuracy {info['dev_accuracy']:.4f}  macro-F1 "
+                f"{info['dev_macro_f1']:.4f}  {info['seconds']:.1f} s" + ("  *best*" if info.get("best") else ""))
+    if event == "stopped":
+        return (f"stopped after epoch {info['epoch']} of {info['epochs']}: no better dev {info['metric']} for "
+                f"{info['patience']} epochs (train.patience); the best is epoch {info['best_epoch']} "
+                f"({info['best_score']:.4f})")
+    if event == "stage_end" and info["stage"] == "read":
+        return (f"read {info['lines']:,} examples of {info['file']} in {info['seconds']:.1f} s; vocabulary of "
+                f"{info['features']:,} features")
+    if event == "stage_end" and info["stage"] == "featurize":
+        return (f"featurized {info['rows']:,} training and {info['dev_rows']:,} dev texts into {info['columns']:,} "
+                f"features ({info['nnz']:,} non-zeros) in {info['seconds']:.1f} s")
+    return None
+
+
 def metrics_table(m: dict) -> str:
     """The per-class table and confusion matrix of a metrics.report dict, as Markdown."""
     labels = m["labels"]
@@ -87,3 +119,106 @@ def write_json(path, obj) -> None:
 
 def write_text(path, text: str) -> None:
     atomic_write(path, text.encode())
+
+
+# --- what the commands print ------------------------------------------------------------
+
+def _one_line(text: str) -> str:
+    """A text as one TSV field: tabs and line breaks become spaces."""
+    return " ".join(text.split("\n")).replace("\t", " ").replace("\r", " ")
+
+
+def _explanation(e: dict, fmt: str) -> list:
+    fmt_list = lambda xs: ", ".join(f"{f} {v:+.3f}" for f, v in xs)
+    return [e["label"], f"{e['proba']:.4f}", fmt_list(e["toward"]) or "-", fmt_list(e["against"]) or "-"]
+
+
+def prediction_lines(batch: list, fmt: str, proba: bool, many: bool, explain: bool) -> str:
+    """The lines `nlclf predict` prints for a batch of pipeline.run_predict's results: one a
+    record, in ``fmt`` (text: space-separated, tsv: tab-separated, jsonl: one object). The
+    record's identifier (if any) comes first, its text (if kept) last."""
+    out = []
+    for r in batch:
+        ident, text = r.get("id"), r.get("text")
+        if fmt == "jsonl":
+            obj = {} if ident is None else {"id": ident}
+            if explain:
+                obj.update(label=r["label"], proba=round(r["proba"], 6),
+                           toward=[[f, round(v, 6)] for f, v in r["toward"]],
+                           against=[[f, round(v, 6)] for f, v in r["against"]])
+            else:
+                top = r["top"]
+                obj.update(label=top[0][0] if top else None, proba=round(top[0][1], 6) if top else None)
+                if many:
+                    obj["top"] = [{"label": l, "proba": round(p, 6)} for l, p in top]
+            if text is not None:
+                obj["text"] = text
+            out.append(json.dumps(obj, ensure_ascii=False))
+            continue
+        sep = "\t" if fmt == "tsv" else " "
+        if explain:
+            fields = _explanation(r, fmt)
+        elif proba:
+            fields = [x for l, p in r["top"] for x in (l, f"{p:.4f}")]
+        else:
+            fields = [l for l, _ in r["top"]]
+        if ident is not None:
+            fields.insert(0, _one_line(ident))
+        if text is not None:
+            fields.append(_one_line(text))
+        out.append(sep.join(fields))
+    return "\n".join(out) + "\n"
+
+
+def eval_text(m: dict) -> str:
+    """What `nlclf eval` prints: the headline, top-k figures, the per-class table, mistakes."""
+    lines = [f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  expected calibration error "
+             f"{m['ece']:.4f}  (n = {m['n']})"]
+    if m.get("top_k", 1) > 1:
+        k = m["top_k"]
+        lines.append(f"top-{k} accuracy {m['top_k_accuracy']:.4f}  P@{k} {m['precision_at_k']:.4f}  "
+                     f"R@{k} {m['recall_at_k']:.4f}")
+    lines += ["", metrics_table(m)]
+    if "errors" in m:
+        lines += [f"\nMost confident mistakes ({len(m['errors'])}):\n",
+                  "| line | true | predicted | probability | text |\n|---:|---|---|---:|---|"]
+        lines += [f"| {e['line']} | {e['label']} | {e['predicted']} | {e['proba']:.3f} | "
+                  f"{e['text'].replace('|', '/')} |" for e in m["errors"]]
+    return "\n".join(lines) + "\n"
+
+
+def compare_text(r: dict) -> str:
+    """What `nlclf compare` prints: both models' metrics, B − A, McNemar and the bootstrap."""
+    a, b, mc, bs = r["a"], r["b"], r["mcnemar"], r["bootstrap"]
+    lines = ["| metric | A | B | B − A |", "|---|---:|---:|---:|"]
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        lines.append(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {r['b_minus_a'][key]:+.4f} |")
+    lines += ["", f"A: {a['model']}", f"B: {b['model']}",
+              f"n = {mc['n']} examples; A right and B wrong: {mc['b']}, A wrong and B right: {mc['c']}",
+              f"McNemar: exact p = {mc['p_exact']:.4g} (chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})",
+              f"paired bootstrap ({bs['resamples']} resamples): accuracy difference B − A = "
+              f"{bs['difference']:+.4f}, 95% interval [{bs['ci_low']:+.4f}, {bs['ci_high']:+.4f}], "
+              f"P(B ≤ A) = {bs['p_value']:.4g}",
+              f"at the 5% level: {'a real difference' if mc['p_exact'] < 0.05 else 'not distinguishable from noise'}"]
+    return "\n".join(lines) + "\n"
+
+
+def inspect_text(r: dict, data_path=None) -> str:
+    """What `nlclf inspect` prints."""
+    ens = (f" = an ensemble of {r['ensemble']} networks of hidden {r['member_hidden']}, side by side"
+           if r["ensemble"] > 1 else "")
+    lines = [f"{r['model']}: {r['kind']} features, hidden {r['hidden']}{ens} ({r['activation']}), "
+             f"{len(r['labels'])} labels, {r['n_parameters']:,} parameters",
+             "parameters: " + ", ".join(f"{k} {tuple(v)}" for k, v in r["parameters"].items()),
+             f"vocabulary: {r['vocab_size']:,} entries, {r['n_features']:,} input features, "
+             f"temperature {r['temperature']:.3g}"]
+    if "unknown_rate" in r:
+        lines.append(f"unknown words in {data_path}: {r['unknown_rate']:.2%} of {r['tokens']:,} tokens; most "
+                     f"frequent: " + ", ".join(f"{w} ({n})" for w, n in r["frequent_unknown"]))
+    lines.append("\nfeatures most associated with each label (P(label | that feature alone)):")
+    for label, feats in r["top_features"].items():
+        lines.append(f"  {label}: " + ", ".join(f"{f} {p:.2f}" for f, p in feats))
+    for w, nn in r.get("neighbours", {}).items():
+        lines.append(f"\nnearest neighbours of '{w}': " + ("not in the vocabulary" if nn is None else
+                                                          ", ".join(f"{t} {c:.3f}" for t, c in nn)))
+    return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from . import config as config_mod
 from . import data, parallel, rundir, runtime
 from .config import Config
 from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
-from .pipeline import data_root, fit_lists, score
+from .pipeline import data_root, fit_lists, score, with_root
 
 HALVING_ETA = 3
 
@@ -37,9 +37,10 @@ class _Local:
     def __init__(self, jobs: int):
         self.jobs = jobs
 
-    def results(self, fn, shared, tasks: list):
-        """(i, fn(shared, *tasks[i]) or the exception it raised) as each task finishes."""
-        return parallel.unordered_map(lambda args: fn(shared, *args), tasks, self.jobs)
+    def results(self, fn, shared, tasks: list, should_start=None):
+        """(i, fn(shared, *tasks[i]) or the exception it raised) as each task finishes; no task
+        is started once ``should_start()`` is false."""
+        return parallel.unordered_map(lambda args: fn(shared, *args), tasks, self.jobs, should_start)
 
     def close(self):
         pass
@@ -70,7 +71,9 @@ class _Dask:
             raise ConfigError(f"--scheduler {address}: cannot connect to a Dask scheduler there "
                               f"({type(e).__name__}: {str(e)[:200] or 'no answer'})") from None
 
-    def results(self, fn, shared, tasks: list):
+    def results(self, fn, shared, tasks: list, should_start=None):
+        """As _Local's. Every task is handed to the scheduler at once; once ``should_start()`` is
+        false the tasks not yet finished are cancelled (the scheduler does not say which began)."""
         from distributed import as_completed
         data = self.client.scatter(shared, broadcast=True)
         futures = [self.client.submit(fn, data, *args, pure=False) for args in tasks]
@@ -80,7 +83,11 @@ class _Dask:
                 try:
                     yield index[fut.key], fut.result()
                 except Exception as e:             # noqa: BLE001 - the task's error, or a lost worker
+                    if type(e).__name__ == "CancelledError":
+                        continue
                     yield index[fut.key], e
+                if should_start is not None and not should_start():
+                    self.client.cancel([f for f in futures if not f.done()])
         finally:
             self.client.cancel(futures)
 
@@ -92,6 +99,14 @@ def executor(jobs: int | None = None, scheduler: str | None = None):
     if scheduler:
         return _Dask(scheduler)
     return _Local(jobs or os.cpu_count() or 1)
+
+
+def _eta(t0: float, done: int, total: int) -> str:
+    """'; ETA 3m10s' from the pace so far (the tasks run side by side, so the pace is theirs)."""
+    from .report import duration
+    if done <= 0 or done >= total:
+        return ""
+    return f"; ETA {duration((time.perf_counter() - t0) / done * (total - done))}"
 
 
 def _error_text(e: BaseException) -> str:
@@ -142,10 +157,10 @@ def _mean_std(values) -> dict:
 
 
 def _training_examples(cfg: Config, root) -> tuple:
-    path = data.resolve(cfg.data.train, data_root(root))
+    path = data.resolve(cfg.data.train, data_root(root, cfg))
     if not path.exists():
         raise DataError(f"{path}: file not found (paths in the config are relative to the data root "
-                        f"{data_root(root)}; set --data-root or NLCLF_DATA_ROOT)")
+                        f"{data_root(root, cfg)}; set --data-root or NLCLF_DATA_ROOT)")
     return data.read_labelled(path, cfg.data)
 
 
@@ -169,6 +184,7 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
     (cfg.seed, cfg.seed + 1, ...: each seed its own folds and initialisation). Folds run in
     parallel; ``on_update(report so far)`` is called as each one finishes. A fold that fails
     (its error, or its worker process lost) is recorded with the error; the others go on."""
+    cfg = with_root(cfg, data_root(root, cfg))
     pool = executor(jobs, scheduler)
     try:
         examples = _training_examples(cfg, root)
@@ -190,11 +206,13 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
         for i, res in pool.results(run_fold, examples, tasks):
             if isinstance(res, BaseException):
                 row = dict(infos[i], error=_error_text(res))
-                log(f"seed {row['seed']} fold {row['fold']}: failed: {row['error'].splitlines()[0]}")
             else:
                 row = dict(infos[i], **res)
-                log(f"seed {row['seed']} fold {row['fold']}: accuracy {row['accuracy']:.4f}")
             rows.append(row)
+            ok = [x["accuracy"] for x in rows if "error" not in x]
+            what = (f"failed: {row['error'].splitlines()[0]}" if "error" in row else f"accuracy {row['accuracy']:.4f}")
+            log(f"seed {row['seed']} fold {row['fold']} [{len(rows)}/{len(tasks)}]: {what}; mean so far "
+                + (f"{np.mean(ok):.4f}" if ok else "none") + _eta(t0, len(rows), len(tasks)))
             if on_update is not None:
                 on_update(_cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks)))
     finally:
@@ -338,15 +356,16 @@ def trial_config(cfg: Config, settings: dict, seed: int, epochs: int | None = No
     return config_mod.load_text(yaml.safe_dump(raw), "<search>", overrides)
 
 
-def run_trial(examples: tuple, cfg_dict: dict, cv: int, root) -> dict:
+def run_trial(examples: tuple, cfg_dict: dict, cv: int, root, fold_seed: int = 0) -> dict:
     """One trial: the best dev score (examples = (train, dev)), or the cross-validated mean
-    accuracy (cv > 1, examples = the training pairs). Errors are returned, not raised."""
+    accuracy (cv > 1, examples = the training pairs, folds from ``fold_seed``: the same folds for
+    every trial of a search). Errors are returned, not raised."""
     t0 = time.perf_counter()
     try:
         cfg = config_mod.from_dict(cfg_dict)
         if cv > 1:
             scores = []
-            for tr, te in folds(examples[0], cv, cfg.seed):
+            for tr, te in folds(examples[0], cv, fold_seed):
                 train, dev, test = fold_split(examples, tr, te, cfg.data.dev_fraction, cfg.seed)
                 model, _ = fit_lists(cfg, train, dev, root)
                 m = score(model, *test)
@@ -364,7 +383,7 @@ def _search_examples(cfg: Config, root, cv: int):
     if cv > 1:
         return examples
     if cfg.data.dev:
-        dev = data.read_labelled(data.resolve(cfg.data.dev, data_root(root)), cfg.data)
+        dev = data.read_labelled(data.resolve(cfg.data.dev, data_root(root, cfg)), cfg.data)
         return examples, dev
     is_dev = data.stratified_split(examples[0], cfg.data.dev_fraction, cfg.seed)
     return _subset(examples, np.flatnonzero(~is_dev)), _subset(examples, np.flatnonzero(is_dev))
@@ -380,19 +399,25 @@ def _rungs(max_epochs: int, n_trials: int, halving: bool) -> list:
 
 def search_signature(cfg: Config, space: dict, trials: int, cv: int, halving: bool, metric) -> dict:
     """What defines a search: a resumed one must have the same."""
-    return {"config": config_mod.to_dict(cfg), "space": {k: [kind, args] for k, (kind, args) in space.items()},
+    plain = config_mod.to_dict(cfg)
+    plain["data"] = {k: v for k, v in plain["data"].items() if k != "root"}    # the same data may move
+    return {"config": plain, "space": {k: [kind, args] for k, (kind, args) in space.items()},
             "trials": trials, "cv": cv, "halving": halving, "metric": metric}
 
 
 def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None, cv: int = 0,
              halving: bool = False, scheduler: str | None = None, root=None, metric: str | None = None,
-             log=lambda msg: None, on_update=None, done: list | None = None) -> dict:
+             log=lambda msg: None, on_update=None, done: list | None = None,
+             time_budget: float | None = None) -> dict:
     """Random (or grid) search over ``space``; returns the leaderboard and the best config.
 
     Trials run in parallel; ``on_update(leaderboard so far)`` is called as each one finishes. A
     trial that fails (its error, or its worker process lost) is recorded with the error and the
     search goes on. ``done``: the "results" of an earlier, interrupted run of the same search,
-    which are taken as they are instead of being run again (except those whose worker was lost)."""
+    which are taken as they are instead of being run again (except those whose worker was lost).
+    ``time_budget`` (seconds): no trial is started once it is spent; the running ones finish.
+    With ``cv``, every trial is scored on the same folds (drawn from cfg.seed)."""
+    cfg = with_root(cfg, data_root(root, cfg))
     signature = search_signature(cfg, space, trials, cv, halving, metric)
     if metric:
         cfg = trial_config(cfg, {"train.metric": metric}, cfg.seed)
@@ -439,6 +464,10 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
                 "search": signature, "results": list(results)}
 
     alive = list(range(len(rows)))
+    planned, n = 0, len(rows)
+    for _ in rungs:                                 # trial runs of the whole search, rung by rung
+        planned, n = planned + n, max(1, math.ceil(n / HALVING_ETA))
+    in_budget = (lambda: True) if time_budget is None else (lambda: time.perf_counter() - t0 < time_budget)
     try:
         for r, epochs in enumerate(rungs):
             todo = []
@@ -449,19 +478,28 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
                     todo.append(i)
             if previous and len(todo) < len(alive):
                 log(f"rung {r + 1}: {len(alive) - len(todo)} trial(s) taken from the interrupted search")
-            tasks = [(config_mod.to_dict(trial_config(cfg, settings[i], seeds[i], epochs)), cv, root) for i in todo]
-            for j, res in pool.results(run_trial, examples, tasks):
+            tasks = [(config_mod.to_dict(trial_config(cfg, settings[i], seeds[i], epochs)), cv, root, cfg.seed)
+                     for i in todo]
+            for j, res in pool.results(run_trial, examples, tasks, in_budget):
                 i = todo[j]
                 if isinstance(res, BaseException):
                     lost = isinstance(res, parallel.WorkerLost) or type(res).__name__ == "KilledWorker"
                     res = {"score": None, "error": _error_text(res), "seconds": 0.0, "lost": lost}
                 record(i, r, res)
-                if "error" in res:
-                    log(f"trial {i + 1}: failed: {res['error'].splitlines()[0]}")
-                else:
-                    log(f"trial {i + 1} ({epochs} epochs): {res['score']:.4f}")
+                best = max((x for x in rows if x["score"] is not None), key=lambda x: x["score"], default=None)
+                eta = _eta(t0, len(results), planned)
+                what = (f"failed: {res['error'].splitlines()[0]}" if "error" in res
+                        else f"{res['score']:.4f} ({epochs} epochs)")
+                log(f"trial {i + 1} [{len(results)}/{planned}]: {what}; best so far "
+                    + (f"{best['score']:.4f} (trial {best['trial']})" if best else "none") + eta)
                 if on_update is not None:
                     on_update(board())
+            if not in_budget():
+                skipped = [i + 1 for i in todo if not any(x["trial"] == i + 1 and x["rung"] == r + 1 for x in results)]
+                if skipped:
+                    log(f"time budget of {time_budget:.0f} s spent: {len(skipped)} trial(s) not started "
+                        f"(trials {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
+                break
             if r < len(rungs) - 1:
                 ok = sorted((i for i in alive if rows[i]["score"] is not None), key=lambda i: -rows[i]["score"])
                 alive = ok[:max(1, math.ceil(len(alive) / HALVING_ETA))]
@@ -472,7 +510,7 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
 
 def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, trials: int = 20,
               jobs: int | None = None, cv: int = 0, halving: bool = False, scheduler: str | None = None,
-              root=None, metric: str | None = None, log=lambda msg: None) -> dict:
+              root=None, metric: str | None = None, log=lambda msg: None, time_budget: float | None = None) -> dict:
     """run_tune, rewriting leaderboard.json, leaderboard.md and best.yaml in the output folder
     ``out`` (atomically) after every trial, so an interruption keeps every finished trial;
     ``resume`` continues the interrupted search saved there."""
@@ -496,7 +534,7 @@ def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, tria
             wrote.append(r)
 
     try:
-        r = run_tune(cfg, space, trials, jobs, cv, halving, scheduler, root, metric, log, write, done)
+        r = run_tune(cfg, space, trials, jobs, cv, halving, scheduler, root, metric, log, write, done, time_budget)
     except KeyboardInterrupt as e:
         n = wrote[-1]["finished"] if wrote else 0
         folder.release(failed=not wrote and not resume)

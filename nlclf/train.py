@@ -202,7 +202,8 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
             if state.batch == 0:
                 state.order = rng.permutation(n)
                 state.loss_sum = 0.0
-            report("epoch_start", {"epoch": epoch, "batches": n_batches, "done": state.batch})
+            report("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": n_batches, "done": state.batch,
+                                   "step": state.step, "total_steps": total})
             t0 = time.perf_counter()
             for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
                 yb = y[idx]
@@ -241,9 +242,15 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
                 state.best_params = {k: v.copy() for k, v in params.items()}
             else:
                 state.since_best += 1
-            report("epoch_end", dict(record, best_epoch=state.best_epoch))
+            report("epoch_end", dict(record, epochs=cfg.epochs, best=improved, best_epoch=state.best_epoch,
+                                     metric=cfg.metric))
             state.epoch, state.batch = epoch + 1, 0
-            state.done = state.epoch > cfg.epochs or bool(cfg.patience and state.since_best >= cfg.patience)
+            patience_out = bool(cfg.patience and state.since_best >= cfg.patience)
+            state.done = state.epoch > cfg.epochs or patience_out
+            if patience_out and state.epoch <= cfg.epochs:
+                report("stopped", {"epoch": epoch, "epochs": cfg.epochs, "patience": cfg.patience,
+                                   "best_epoch": state.best_epoch, "best_score": state.best_score,
+                                   "metric": cfg.metric})
             snapshot("best" if improved else "epoch")
         return Result(params=state.best_params, best_epoch=state.best_epoch, best_score=state.best_score,
                       history=state.history, train_seconds=loop_seconds, steps=state.step)

@@ -36,10 +36,21 @@ class Vocabulary:
 
 
 class LabelSet:
-    """Labels in sorted order; class id = position."""
+    """The labels in ``order`` (data.labels), or sorted when it is empty; class id = position.
+    ``order`` must name every label seen, and nothing else."""
 
-    def __init__(self, labels):
-        self.labels = sorted(set(labels))
+    def __init__(self, labels, order=()):
+        seen = set(labels)
+        if order:
+            missing, unused = sorted(seen - set(order)), [l for l in order if l not in seen]
+            if missing or unused:
+                raise ValueError((f"labels not in data.labels: {', '.join(missing[:5])}" if missing else "")
+                                 + ("; " if missing and unused else "")
+                                 + (f"data.labels names labels no training example has: "
+                                    f"{', '.join(unused[:5])}" if unused else ""))
+            self.labels = list(order)
+        else:
+            self.labels = sorted(seen)
         self.index = {l: i for i, l in enumerate(self.labels)}
 
     def __len__(self) -> int:

@@ -33,7 +33,7 @@ def test_tsv_default_is_unchanged(tmp_path):
     f.write_text("pos\tgood film\n\n   \nneg\tbad\tfilm\r\n", encoding="utf-8")
     assert data.read_labelled(f) == (["pos", "neg"], ["good film", "bad\tfilm"])
     assert list(data.iter_labelled(f, opts(format="tsv"))) == [(1, "pos", "good film"), (4, "neg", "bad\tfilm")]
-    assert data.read_labels(f) == ["pos", "neg"]
+    assert data.read_labels(data.iter_labelled(f)) == ["pos", "neg"]
 
 
 def test_csv_quoted_commas_quotes_and_newlines(tmp_path):
@@ -150,13 +150,15 @@ def test_folder_empty_document_names_the_file(tmp_path):
 
 # --- inference ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, content, fmt", [
-    ("d.csv", "text,label\nhi,a\n", "csv"), ("d.JSONL", '{"text":"hi","label":"a"}\n', "jsonl"),
-    ("d.ndjson", '{"text":"hi","label":"a"}\n', "jsonl"), ("d.ft", "__label__a hi\n", "fasttext"),
-    ("d.fasttext", "__label__a hi\n", "fasttext"), ("d.txt", "\n  __label__a hi\n", "fasttext"),
-    ("d.tsv", "a\thi\n", "tsv"), ("d", "a\thi\n", "tsv"), ("folder", None, "folder"),
+@pytest.mark.parametrize("name, content, fmt, guessed", [
+    ("d.csv", "text,label\nhi,a\n", "csv", False), ("d.JSONL", '{"text":"hi","label":"a"}\n', "jsonl", False),
+    ("d.ndjson", '{"text":"hi","label":"a"}\n', "jsonl", False), ("d.ft", "__label__a hi\n", "fasttext", False),
+    ("d.fasttext", "__label__a hi\n", "fasttext", False), ("d.txt", "\n  __label__a hi\n", "fasttext", True),
+    ("d.tsv", "a\thi\n", "tsv", False), ("d", "a\thi\n", "tsv", True), ("d.txt", "a\thi\n", "tsv", True),
+    ("folder", None, "folder", False),
 ])
-def test_format_inferred_from_the_path_with_a_note(tmp_path, name, content, fmt):
+def test_format_inferred_from_the_path_with_a_note_when_guessed(tmp_path, name, content, fmt, guessed):
+    """A name that says its format is read silently; a guess (no telling suffix) is noted."""
     p = tmp_path / name
     if content is None:
         (p / "a").mkdir(parents=True)
@@ -165,10 +167,13 @@ def test_format_inferred_from_the_path_with_a_note(tmp_path, name, content, fmt)
         p.write_text(content, encoding="utf-8")
     msgs, log = collect()
     assert data.infer_format(p, log) == fmt
-    assert len(msgs) == 1 and msgs[0].startswith(f"{p}: read as {fmt} (") and "data.format" in msgs[0]
+    if guessed:
+        assert len(msgs) == 1 and msgs[0].startswith(f"{p}: read as {fmt} (") and "data.format" in msgs[0]
+    else:
+        assert msgs == []
     msgs.clear()
     assert [(label, text) for _, label, text in data.iter_labelled(p, opts(), log)] == [("a", "hi")]
-    assert msgs and f"read as {fmt}" in msgs[0]
+    assert (f"read as {fmt}" in " ".join(msgs)) == guessed
 
 
 def test_readers_match_the_config_choices():

@@ -54,7 +54,7 @@ def test_train_save_load_predict_identically(kind, extra, tmp_path):
     model2, _, _ = checkpoint.load(tmp_path / "run")
     assert np.array_equal(p1, model2.proba(texts))
     assert np.allclose(p1.sum(axis=1), 1.0, atol=1e-5)
-    preds = [top[0][0] for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3])) for top in batch]
+    preds = [r["top"][0][0] for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3])) for r in batch]
     assert preds == ["fruit", "birds", "tools"]
 
 
@@ -103,7 +103,7 @@ def test_pretrained_dimension_mismatch_is_a_clear_error(tmp_path):
 
 LAYERS = ["errors", "runtime", "parallel", "text", "vocab", "features", "nn", "config", "data", "metrics", "calibration",
           "significance", "model", "explain", "train", "rundir",
-          "checkpoint", "report", "plots", "pipeline", "search", "cli"]
+          "checkpoint", "report", "plots", "pipeline", "search", "cli", "__main__"]
 
 
 def test_imports_go_one_way():

@@ -68,7 +68,7 @@ def test_eval_errors_calibration_plots_and_quality_gate(trained, tmp_path):
     root, _, _ = trained
     p = run("eval", root / "b", root / "test.tsv", "--errors", "3", "--report", tmp_path / "m.json",
             "--plots", tmp_path / "plots", "--fail-under", "accuracy=1")
-    assert p.returncode == 1 and "accuracy" in p.stderr and "below --fail-under 1.0" in p.stderr
+    assert p.returncode == 7 and "accuracy" in p.stderr and "below --fail-under 1.0" in p.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert {"micro_avg", "macro_avg", "weighted_avg", "ece", "reliability"} <= set(m)
     assert 0 <= m["ece"] <= 1 and sum(m["reliability"]["count"]) == m["n"]

@@ -1,0 +1,5 @@
+"""`python -m nlclf ...`: the command line."""
+
+from .cli import main
+
+main()
