@@ -170,7 +170,7 @@ def unordered_map(fn: Callable, items: list, workers: int = 0, should_start: Cal
     raises comes back as (i, the exception) and the others go on; a process that dies (kill -9,
     the kernel's out-of-memory killer) comes back as (i, WorkerLost). Closing the generator,
     or an exception in the consumer (Ctrl-C), kills the running processes at once. Once
-    ``should_start()`` is false no more items are started (a time budget)."""
+    ``should_start()`` is false no more items are started (a time budget); the first always is."""
     from multiprocessing.connection import wait
     workers = n_workers(workers)
     can_start = should_start or (lambda: True)
@@ -188,13 +188,15 @@ def unordered_map(fn: Callable, items: list, workers: int = 0, should_start: Cal
     pending.reverse()
     running: dict = {}                           # connection -> (index, process)
     try:
+        first = True
         while pending or running:
-            if pending and not can_start():
+            if pending and not first and not can_start():
                 pending.clear()
                 if not running:
                     break
             while pending and len(running) < max(1, workers):
                 i, item = pending.pop()
+                first = False
                 mine, theirs = ctx.Pipe(duplex=False)
                 p = ctx.Process(target=_run_one, args=(theirs, fn, item), daemon=True)
                 with signals_deferred():       # a signal inside fork's handlers would be swallowed there

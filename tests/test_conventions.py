@@ -314,7 +314,7 @@ def test_tune_stops_starting_trials_when_its_time_budget_is_spent(world, tmp_pat
             "--set", "train.patience=0")
     assert r.returncode == 0, show(r)
     board = json.loads((tmp_path / "t" / "leaderboard.json").read_text())
-    assert 1 <= board["finished"] < 8 and "time budget of 1 s spent" in r.stderr, show(r)
+    assert 1 <= board["finished"] < 8 and "time budget of 1 s spent" in r.stderr, (board["finished"], show(r))
     assert "not run yet" in (tmp_path / "t" / "leaderboard.md").read_text()
 
 
