@@ -508,7 +508,7 @@ def document(args, info, mach, rows, res, results, targets, started, elapsed, lo
         "token ids and the epoch's shuffle, file reading excluded; scikit-learn: "
         "`CountVectorizer.fit_transform`; fastText: converting the TSV to its `__label__` format. "
         "The `nlclf featurize` row is `bench/speed_featurize.py`: "
-        "`Featurizer(FeatureSpec(tokenizer='whitespace', lowercase=False, ngrams=1, weighting='count', "
+        "`features.make(FeatureSpec(tokenizer='whitespace', lowercase=False, ngrams=1, weighting='count', "
         "min_count=1, char_ngrams=(), normalize=False, workers=2)).fit_transform(texts)` "
         "on the training texts held in a list; its tokens/s is tokens ÷ that call's seconds, its "
         "memory includes the list of texts.",

@@ -1,7 +1,7 @@
 """nlclf's featurizer alone: a bag of unigrams over the texts of a TSV file, one JSON line.
 
 Reads the texts of ``--train`` (``label<TAB>text``) into a list (``read_seconds``), then
-times ``Featurizer(FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1,
+times ``features.make(FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1,
 weighting="count", min_count=1, char_ngrams=(), normalize=False)).fit_transform``
 on them (vocabulary pass + counts to CSR: ``seconds``). Tokens are ``X.sum()`` (every
 token is in the vocabulary, so that is the whitespace token count). Run it under
@@ -13,7 +13,8 @@ import argparse
 import json
 import time
 
-from nlclf.features import Featurizer, FeatureSpec
+from nlclf.config import FeatureSpec
+from nlclf.features import make as make_featurizer
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
     spec = FeatureSpec(tokenizer="whitespace", lowercase=False, ngrams=1, weighting="count", min_count=1,
                        char_ngrams=(), normalize=False, workers=args.workers)
     t0 = time.perf_counter()
-    X = Featurizer(spec).fit_transform(texts)
+    X = make_featurizer(spec).fit_transform(texts)
     seconds = time.perf_counter() - t0
     tokens = int(X.sum())
     print(json.dumps({

@@ -28,14 +28,15 @@ import numpy as np
 from . import __version__
 from .config import Config, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, OutputError
-from .features import Featurizer
+from . import features
 from .model import Classifier
 from .rundir import atomic_write
 from .nn.activations import ACTIVATIONS
 from .nn.mlp import INPUT_KINDS, NetSpec, param_shapes
 from .vocab import Vocabulary
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2              # 2 (2026-12): no guesses for pre-release fields (features.idf, a missing char_weight)
+OLDEST_FORMAT = 2
 META = "model.json"
 _ARRAYS_NAME = re.compile(r"^(model|state)\.[0-9a-f]{16}\.npz$")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -172,7 +173,7 @@ def checksum(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def _arrays_and_meta(model: Classifier, config: Config, extra: dict | None = None):
+def _arrays_and_meta(model: Classifier, config: Config):
     arrays = {f"param.{k}": v for k, v in model.params.items()}
     if model.featurizer.weights is not None:
         arrays["features.weights"] = model.featurizer.weights
@@ -188,16 +189,14 @@ def _arrays_and_meta(model: Classifier, config: Config, extra: dict | None = Non
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
         "sha256": checksum(arrays),
     }
-    if extra:
-        meta.update(extra)
     return arrays, meta
 
 
-def save(directory, model: Classifier, config: Config, extra: dict | None = None) -> list:
+def save(directory, model: Classifier, config: Config) -> list:
     """Write model.<sha16>.npz, then model.json (which names it), both atomically; returns
     their names, in that order."""
     directory = Path(directory)
-    arrays, meta = _arrays_and_meta(model, config, extra)
+    arrays, meta = _arrays_and_meta(model, config)
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise CheckpointError(f"refusing to write a checkpoint: {name} has non-finite values")
@@ -223,6 +222,9 @@ def load(directory) -> tuple:
     _expect(version <= FORMAT_VERSION, meta_path,
             f"format version {version} is newer than this nlclf reads ({FORMAT_VERSION}); "
             f"upgrade nlclf")
+    _expect(version >= OLDEST_FORMAT, meta_path,
+            f"format version {version} was written by a pre-release nlclf; this one reads "
+            f"{OLDEST_FORMAT} to {FORMAT_VERSION}: train the model again")
     for key, tp in (("config", dict), ("labels", list), ("vocab", list), ("net", dict),
                     ("arrays", dict), ("sha256", str), ("temperature", (int, float))):
         _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
@@ -253,8 +255,8 @@ def load(directory) -> tuple:
     vocab = Vocabulary(meta["vocab"]) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
     _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
     params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}
-    weights = arrays.get("features.weights", arrays.get("features.idf"))       # idf: before nb existed
-    featurizer = Featurizer(config.features, vocab, weights)
+    weights = arrays.get("features.weights")
+    featurizer = features.make(config.features, vocab, weights)
     if config.features.kind != "embed_concat" and config.features.weighting in ("tfidf", "nb"):
         _expect(weights is not None and weights.shape == (featurizer.n_features,), arrays_path,
                 f"weighting {config.features.weighting} needs {featurizer.n_features} feature weights; "
@@ -306,8 +308,8 @@ def load_state(directory):
     meta = _read_json(meta_path, "training state", ": no saved training state to resume from")
     _expect(isinstance(meta, dict) and isinstance(meta.get("format_version"), int), meta_path,
             "damaged training state")
-    _expect(meta["format_version"] <= FORMAT_VERSION, meta_path,
-            f"format version {meta['format_version']} is newer than this nlclf reads; upgrade nlclf")
+    _expect(OLDEST_FORMAT <= meta["format_version"] <= FORMAT_VERSION, meta_path,
+            f"format version {meta['format_version']}: this nlclf resumes {OLDEST_FORMAT} to {FORMAT_VERSION}")
     arrays_path = _arrays_path(directory, meta, meta_path)
     _expect(isinstance(meta.get("arrays"), dict), meta_path, "damaged training state (no array listing)")
     arrays = _read_arrays(arrays_path, meta["arrays"])

@@ -553,10 +553,10 @@ def config_init(kind: str = typer.Option("bow", "--kind", metavar="bow|embed_mea
                 test_file: str = typer.Option("", "--test", metavar="FILE", help="data.test to write.")):
     """Print a commented starter config: every key, its default and one line on what it does."""
     from . import config as config_mod
-    from .features import KINDS
+    from .nn.mlp import INPUT_KINDS
     with _errors():
-        if kind not in KINDS:
-            raise ConfigError(f"--kind must be one of {', '.join(KINDS)}; got {kind}")
+        if kind not in INPUT_KINDS:
+            raise ConfigError(f"--kind must be one of {', '.join(INPUT_KINDS)}; got {kind}")
         _emit(config_mod.starter(kind, train_file, dev_file, test_file))
 
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .features import KINDS, WEIGHTINGS, FeatureSpec
+from .features.weighting import WEIGHTINGS
 from .nn.activations import ACTIVATIONS
+from .nn.mlp import INPUT_KINDS
 from .nn.optim import OPTIMIZERS, SCHEDULES
 from .text import TOKENIZERS
-
-FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,38 @@ class DataConfig:
             return getattr(info, "_is_text_encoding", True) and probe.encode("ascii").decode(name) == probe
         except (LookupError, UnicodeError, TypeError, ValueError):
             return False
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The ``features`` section; defaults are the documented defaults (load_text makes ngrams 1
+    for embed_concat and char_ngrams [] for the embedding kinds unless they are set)."""
+
+    kind: str = "bow"
+    tokenizer: str = "regex"          # regex (Unicode words) | whitespace (pre-tokenized)
+    lowercase: bool = True
+    strip_accents: bool = False
+    strip_punct: bool = False
+    max_chars: int = 0                # cut each text to this many characters (0: no limit)
+    max_token_chars: int = 100        # cut longer tokens to this many characters (bounds character n-grams)
+    min_count: int = 1                # keep tokens and n-grams seen at least this often in training
+    max_size: int = 0                 # keep the most frequent (0: no limit)
+    ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
+    hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
+    char_ngrams: tuple = (2, 5)       # (min, max): character n-grams of every word (bag kinds); (): none
+    char_weight: float = 0.1          # each character n-gram's value relative to a word's (after weighting)
+    weighting: str = "nb"             # count | binary | log | tfidf | nb
+    nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
+    normalize: bool = True            # L2-normalise each row (bow)
+    max_tokens: int = 20              # T (embed_concat)
+    truncate: str = "head"            # keep the head or the tail (embed_concat)
+    embed_dim: int = 100              # e (embedding kinds)
+    pretrained: str = ""              # word2vec/GloVe text file (embedding kinds)
+    freeze: bool = False              # keep E fixed
+    embed_lr: float = 1.0             # learning-rate multiplier for E
+    embed_l2: float = 0.0             # L2 on the rows of E in the batch
+    word_dropout: float = 0.0         # training: drop bag entries (bow) or words (embed_mean)
+    workers: int = 0                  # processes featurizing large inputs (0: one per core; 1: none)
 
 
 @dataclass(frozen=True)
@@ -146,7 +177,7 @@ RULES = {
     "data.test": _PATH,
     "features.pretrained": _PATH,
     "output.dir": _PATH,
-    "features.kind": _choice(KINDS),
+    "features.kind": _choice(INPUT_KINDS),
     "features.tokenizer": _choice(TOKENIZERS),
     "features.max_chars": _range(0),
     "features.max_token_chars": _range(1, 10000),
@@ -518,10 +549,7 @@ def dump(cfg: Config) -> str:
 
 
 def from_dict(raw: dict, source: str = "<checkpoint>") -> Config:
-    feats = raw.get("features")
-    if isinstance(feats, dict) and "char_weight" not in feats:
-        # saved before char_weight existed: character n-grams counted as much as words
-        raw = {**raw, "features": {**feats, "char_weight": 1.0}}
+    """A Config from plain data (a checkpoint's, a trial's), validated like a file."""
     problems = _Problems(source, {})
     cfg = _build(raw, problems)
     if problems.items:

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import Featurizer
+from .features.base import TextFeaturizer
 from .nn import mlp
 
 
 @dataclass
 class Classifier:
-    featurizer: Featurizer
+    featurizer: TextFeaturizer
     spec: mlp.NetSpec
     params: dict
     labels: list

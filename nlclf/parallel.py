@@ -20,10 +20,20 @@ import signal
 import threading
 from typing import Callable, Iterable, Iterator
 
-from .runtime import signals_deferred
+from .runtime import blas_threads, signals_deferred
 
 _FN: Callable | None = None      # the function a forked worker inherited
 _IN_WORKER = False               # set in workers: no pools inside pools
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of ``size`` consecutive items (the last one shorter), streamed."""
+    it = iter(items)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
 
 
 def n_workers(workers: int) -> int:
@@ -38,11 +48,7 @@ def _mark_worker():
     use every core; a multi-threaded BLAS beside them spins and makes prediction 1.8× slower)."""
     global _IN_WORKER
     _IN_WORKER = True
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1, user_api="blas")
-    except ImportError:                           # pragma: no cover - comes with scikit-learn
-        pass
+    blas_threads(1).__enter__()                  # for the worker's whole life
 
 
 class _Failure:

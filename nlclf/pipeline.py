@@ -25,10 +25,11 @@ from . import calibration, checkpoint, data, explain, metrics, parallel, plots, 
 from . import __version__
 from .config import Config, dump, to_dict
 from .errors import CheckpointError, ConfigError, DataError, Interrupted, OutputError
-from .features import Featurizer
+from . import features
+from .features.base import TextFeaturizer
 from .model import Classifier
 from .nn import mlp
-from .train import Result, evaluate, fit, predict_logits
+from .train import Data, Hooks, fit_ensemble, predict_logits
 from .nn.losses import log_softmax, softmax
 from .text import SEP
 from .vocab import PAD_ID, LabelSet
@@ -97,7 +98,7 @@ TRAIN_WRITES = ("model.*.npz", "model.json", "config.yaml", "report.json", "repo
                 "learning_curves.png", "confusion_matrix.png")      # what run_train puts in its folder
 
 
-def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec:
+def net_spec(cfg: Config, featurizer: TextFeaturizer, n_classes: int) -> mlp.NetSpec:
     f, m = cfg.features, cfg.model
     return mlp.NetSpec(input_kind=f.kind, n_inputs=featurizer.n_features, n_classes=n_classes,
                        hidden=tuple(m.hidden), activation=m.activation, leaky_slope=m.leaky_slope,
@@ -108,19 +109,13 @@ def net_spec(cfg: Config, featurizer: Featurizer, n_classes: int) -> mlp.NetSpec
                        freeze_embeddings=f.freeze, pad_id=PAD_ID)
 
 
-def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels: list,
+def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, labels: list,
                 rng: np.random.Generator, root=None, on_progress=None, log=lambda msg: None,
                 state=None, should_stop=None, on_checkpoint=None):
     """Build the network for fitted features, initialise it (pretrained rows included) and
-    train it: returns (Classifier with the best dev epoch's weights, train.Result).
-    With ``state`` (a saved train.State) training continues from it instead.
-
-    With ``train.ensemble`` K > 1, K members are trained one after the other, each from its own
-    initialisation, shuffles and dropout (member 0 from ``rng``, member k from the generator
-    seeded [seed, k]) and each stopped on dev by itself; they are merged into one network
-    averaging their logits (mlp.merge), scored on dev as a whole. ``on_checkpoint(state, why,
-    best_model)`` gets a function returning the model so far: the finished members and the
-    best weights of the one in training."""
+    train it (train.fit_ensemble): returns (Classifier with the best dev epoch's weights,
+    train.Result). With ``state`` (a saved train.State) training continues from it instead.
+    ``on_checkpoint(state, why, best_model)`` gets a function returning the model so far."""
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)
     vectors = None
@@ -129,50 +124,21 @@ def train_model(cfg: Config, featurizer: Featurizer, X, y, X_dev, y_dev, labels:
                                     featurizer.vocab.index, cfg.features.embed_dim)
         log(f"pretrained vectors cover {len(vectors[0])} of {len(featurizer.vocab) - 2} vocabulary words "
             f"({len(vectors[0]) / max(1, len(featurizer.vocab) - 2):.1%})")
-    decay = {name: cfg.train.weight_decay for name in mlp.param_shapes(spec)
-             if not name.startswith("b") and name != "E"}
-    if cfg.features.kind != "bow":
-        decay["E"] = cfg.features.embed_l2
-    lr_mult = {"E": cfg.features.embed_lr} if cfg.features.kind != "bow" else {}
 
-    K = cfg.train.ensemble
-    members = list(state.members) if state is not None else []
-    infos = list(state.members_info) if state is not None else []
-    result = None
-    for k in range(len(members), K):
-        rng_k = rng if k == 0 else np.random.default_rng([cfg.seed, k])
+    def init(rng_k):
         params = mlp.init_params(spec, rng_k, dtype)
         if vectors is not None:
             params["E"][vectors[0]] = vectors[1]
-        resumed = state if state is not None and state.member == k else None
-        if resumed is not None:
-            if {n: v.shape for n, v in resumed.params.items()} != {n: v.shape for n, v in params.items()}:
-                raise CheckpointError("the saved training state does not match the network of this config")
-            params = resumed.params
-        if K > 1:
-            log(f"ensemble member {k + 1} of {K}")
+        return params
 
-        def member_checkpoint(st, why, k=k):
-            st.member, st.members, st.members_info = k, members, infos
-            on_checkpoint(st, why, lambda: Classifier(featurizer, *mlp.merge(spec, members + [st.best_params]),
-                                                      list(labels)))
-
-        member_progress = on_progress if K == 1 or on_progress is None else (
-            lambda event, info, k=k: on_progress(event, dict(info, member=k + 1)))
-        result = fit(params, spec, X, y, X_dev, y_dev, cfg.train, rng_k, decay, lr_mult, member_progress,
-                     resumed, should_stop, member_checkpoint if on_checkpoint else None)
-        members.append(result.params)
-        infos.append(result.summary())
-    if K == 1:
-        return Classifier(featurizer, spec, result.params, list(labels)), result
-    wide, params = mlp.merge(spec, members)
-    dev = evaluate(params, wide, X_dev, y_dev)
-    history = [dict(h, member=k + 1) for k, info in enumerate(infos) for h in info["history"]]
-    result = Result(params=params, best_epoch=int(np.median([i["best_epoch"] for i in infos])),
-                    best_score=dev[cfg.train.metric], history=history,
-                    train_seconds=sum(i["train_seconds"] for i in infos), steps=sum(i["steps"] for i in infos),
-                    members=[{n: v for n, v in i.items() if n != "history"} for i in infos])
-    return Classifier(featurizer, wide, params, list(labels)), result
+    checkpoint = None
+    if on_checkpoint is not None:
+        def checkpoint(st, why, best_network):
+            on_checkpoint(st, why, lambda: Classifier(featurizer, *best_network(), list(labels)))
+    hooks = Hooks(progress=on_progress, checkpoint=checkpoint, stop=should_stop)
+    net, params, result = fit_ensemble(spec, init, Data(X, y, X_dev, y_dev), cfg.train, cfg.seed, rng,
+                                       hooks, state, cfg.features.embed_lr, cfg.features.embed_l2)
+    return Classifier(featurizer, net, params, list(labels)), result
 
 
 def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
@@ -180,7 +146,7 @@ def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None
     label_set = _label_set(train[0], cfg, "training data")
     if len(label_set) < 2:
         raise DataError(f"only one class in the training data ({label_set.labels[0]})")
-    featurizer = Featurizer(cfg.features)
+    featurizer = features.make(cfg.features)
     y = _label_ids(train[0], label_set, "training data")
     y_dev = _label_ids(dev[0], label_set, "dev data")
     X = featurizer.fit_transform(list(train[1]), y)
@@ -335,7 +301,7 @@ def _train_in(folder: rundir.RunFolder, cfg: Config, root: Path, paths: dict, on
     rng = np.random.default_rng(cfg.seed)
     t0 = time.perf_counter()
     progress = on_progress or (lambda event, info: None)
-    featurizer = Featurizer(cfg.features)
+    featurizer = features.make(cfg.features)
     counted = lambda items, stage: _counted(items, stage, progress)
     if dev_path is not None:
         # two streamed passes over train (vocabulary, then counts); the texts are never held whole
@@ -673,7 +639,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
         n_tokens = n_unk = 0
         index = fz.vocab.index
         for batch in _chunks_of(texts, 4096):
-            for t in fz._tokens(batch):
+            for t in fz.tokens_of(batch):
                 if t == SEP:
                     continue
                 n_tokens += 1

@@ -28,6 +28,8 @@ def event_line(event: str, info: dict) -> str | None:
         return (f"{member}epoch {info['epoch']}/{info['epochs']}  train loss {info['train_loss']:.4f}  dev loss "
                 f"{info['dev_loss']:.4f}  dev accuracy {info['dev_accuracy']:.4f}  macro-F1 "
                 f"{info['dev_macro_f1']:.4f}  {info['seconds']:.1f} s" + ("  *best*" if info.get("best") else ""))
+    if event == "member_start":
+        return f"ensemble member {info['member']} of {info['members']}"
     if event == "stopped":
         return (f"stopped after epoch {info['epoch']} of {info['epochs']}: no better dev {info['metric']} for "
                 f"{info['patience']} epochs (train.patience); the best is epoch {info['best_epoch']} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable
 
 TOKENIZERS = ("regex", "whitespace")
 
@@ -27,34 +26,6 @@ def is_punct(token: str) -> bool:
     return all(unicodedata.category(c)[0] in "PS" for c in token)
 
 
-def make_tokenizer(mode: str = "regex", lowercase: bool = True, accents: bool = True,
-                   punctuation: bool = True, max_chars: int = 0) -> Callable[[str], list]:
-    """A function text -> tokens.
-
-    mode ``regex`` uses WORD_RE (Unicode-aware); ``whitespace`` is str.split for
-    pre-tokenized text. ``accents=False`` strips accents, ``punctuation=False`` drops
-    punctuation-only tokens, ``max_chars`` > 0 cuts the text first.
-    """
-    split = WORD_RE.findall if mode == "regex" else str.split
-
-    if lowercase and accents and punctuation and not max_chars:       # the fast path
-        return lambda text: split(text.lower())
-
-    def tokenize(text: str) -> list:
-        if max_chars:
-            text = text[:max_chars]
-        if lowercase:
-            text = text.lower()
-        if not accents:
-            text = strip_accents(text)
-        tokens = split(text)
-        if not punctuation:
-            tokens = [t for t in tokens if not is_punct(t)]
-        return tokens
-
-    return tokenize
-
-
 SEP = "\x00"      # separates texts in a batch; a token of its own for both tokenizers
 
 
@@ -63,7 +34,9 @@ def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, acce
     """The tokens of many texts at once, each text followed by the separator token SEP.
 
     One join, one lowercase and one split for the whole batch: no Python work per text
-    or per token on the default path. Gives the same tokens as ``make_tokenizer`` per text.
+    or per token on the default path. ``mode`` ``regex`` uses WORD_RE (Unicode-aware),
+    ``whitespace`` str.split for pre-tokenized text; ``accents=False`` strips accents,
+    ``punctuation=False`` drops punctuation-only tokens, ``max_chars`` > 0 cuts each text first.
     """
     if max_chars:
         texts = [t[:max_chars] for t in texts]
@@ -82,14 +55,6 @@ def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, acce
 
 
 NGRAM_SEP = " "   # tokens never contain whitespace, so a space joins n-grams unambiguously
-
-
-def ngrams(tokens: list, n: int) -> list:
-    """The n-grams of length 2..n of tokens (not the unigrams), joined by a space."""
-    out = []
-    for size in range(2, n + 1):
-        out.extend(NGRAM_SEP.join(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
-    return out
 
 
 CHAR_MARK = "\t"  # starts every character n-gram: no token or word n-gram holds a tab

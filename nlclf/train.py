@@ -1,6 +1,7 @@
 """The training loop: minibatches, epochs, dev evaluation, early stopping, resumable state.
 
-Progress is reported through a callback, never printed; the loop owns no I/O. Batches are
+``fit`` trains one network, ``fit_ensemble`` K of them merged into one. Progress, checkpoints
+and stopping go through one Hooks object; the loop owns no I/O. Batches are
 cut and prepared (sparse structure, transposes) by a helper thread a few batches ahead of
 the one being trained on; that work depends only on the epoch's permutation, so the results
 are the same as without it.
@@ -8,18 +9,18 @@ are the same as without it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import metrics, parallel
 from .config import TrainConfig
-from .errors import Interrupted, TrainingDiverged
-from .features import TRAINING_MALLOC, set_malloc_thresholds
+from .errors import CheckpointError, Interrupted, TrainingDiverged
+from .runtime import TRAINING_MALLOC, blas_threads, malloc_thresholds
 from .nn import mlp, optim
 from .nn.layers import SparseBatch
 from .nn.losses import cross_entropy, log_softmax
@@ -141,39 +142,62 @@ def new_state(params: dict, opt, rng: np.random.Generator) -> State:
                  rng_state=rng.bit_generator.state)
 
 
-def one_blas_thread():
-    """A context in which BLAS runs single-threaded: the minibatch products are small, and a
-    multi-threaded BLAS spinning beside the batch-preparing thread is many times slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-        return threadpool_limits(1, user_api="blas")
-    except ImportError:                           # pragma: no cover - comes with scikit-learn
-        return contextlib.nullcontext()
+@dataclass
+class Data:
+    """What the network trains on: X (N, ·) and y (N,) label ids, X_dev and y_dev for early
+    stopping; X is CSR for the bag kinds, (N, T) int32 ids for embed_concat."""
+
+    X: object
+    y: np.ndarray
+    X_dev: object
+    y_dev: np.ndarray
 
 
-def fit(*args, **kwargs) -> Result:
-    """See _fit. Overflow is not warned about: a non-finite loss or weight stops training
-    with TrainingDiverged instead."""
-    set_malloc_thresholds(TRAINING_MALLOC)
-    with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _fit(*args, **kwargs)
+@dataclass
+class Hooks:
+    """How a run reports and how it is stopped; every field optional.
+
+    progress(event, info): "epoch_start", "batch", "epoch_end", "stopped" (by patience), and
+    "member_start" for ensembles. checkpoint(state, why, best_network): at the end of every
+    epoch ("epoch", or "best" when it is the best so far) and on interruption ("interrupt");
+    ``best_network()`` returns the (spec, params) of the best model so far. stop(): polled
+    after every batch (a StopRequest); once true, the state goes to checkpoint and Interrupted
+    is raised."""
+
+    progress: Callable | None = None
+    checkpoint: Callable | None = None
+    stop: Callable | None = None
 
 
-def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
-         rng: np.random.Generator, decay: dict | None = None, lr_mult: dict | None = None,
-         on_progress=None, state: State | None = None, should_stop=None, on_checkpoint=None) -> Result:
-    """Minibatch training of ``params`` in place; returns the best dev epoch's weights.
+def regularization(spec: mlp.NetSpec, cfg: TrainConfig, embed_lr: float = 1.0, embed_l2: float = 0.0):
+    """(decay, lr_mult): parameter name -> L2 coefficient (weight_decay on the weights, never
+    the biases; embed_l2 on the embedding table) and -> learning-rate factor (embed_lr on E)."""
+    names = mlp.param_shapes(spec)
+    decay = {n: cfg.weight_decay for n in names if not n.startswith("b") and n != "E"}
+    lr_mult = {}
+    if "E" in names:
+        decay["E"] = embed_l2
+        lr_mult["E"] = embed_lr
+    return decay, lr_mult
 
-    decay: parameter name -> L2 coefficient; lr_mult: parameter name -> learning-rate factor.
-    on_progress(event, info) receives "epoch_start", "batch" and "epoch_end".
-    state: a State to continue from (params, optimiser, generator and position restored).
-    should_stop(): polled after every batch; when true, the state is handed to
-    on_checkpoint(state, "interrupt") and Interrupted is raised.
-    on_checkpoint(state, why): called at the end of every epoch ("epoch", or "best" when
-    the epoch is the best so far) and on interruption.
-    """
-    decay = decay or {}
-    report = on_progress or (lambda event, info: None)
+
+def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.random.Generator,
+        hooks: Hooks | None = None, state: State | None = None, embed_lr: float = 1.0,
+        embed_l2: float = 0.0) -> Result:
+    """Minibatch training of the network ``spec`` from ``params`` (in place); returns the best
+    dev epoch's weights. ``state``: a State to continue from (weights, optimiser, generator and
+    position restored). Overflow is not warned about: a non-finite loss or weight stops
+    training with TrainingDiverged instead."""
+    with malloc_thresholds(TRAINING_MALLOC), blas_threads(1), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _fit(spec, params, data, cfg, rng, hooks or Hooks(), state, embed_lr, embed_l2)
+
+
+def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, embed_lr, embed_l2) -> Result:
+    X, y, X_dev, y_dev = data.X, data.y, data.X_dev, data.y_dev
+    decay, lr_mult = regularization(spec, cfg, embed_lr, embed_l2)
+    progress = hooks.progress or (lambda event, info: None)
+    stop = hooks.stop
     opt = optim.make(cfg.optimizer, params, cfg.momentum, cfg.beta1, cfg.beta2, cfg.eps, lr_mult)
     if state is None:
         state = new_state(params, opt, rng)
@@ -188,13 +212,14 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
     total = cfg.epochs * n_batches
 
     def snapshot(why: str):
-        if on_checkpoint:
+        if hooks.checkpoint:
             state.opt_arrays, state.opt_t = opt.state_arrays(), opt.t
             state.rng_state = rng.bit_generator.state
-            on_checkpoint(state, why)
+            hooks.checkpoint(state, why)
 
     loop_seconds = 0.0
     lr = optim.lr_at(state.step, total, cfg.lr, cfg.schedule, cfg.warmup)
+
     def _loop() -> Result:
         nonlocal loop_seconds, lr
         while state.epoch <= cfg.epochs and not state.done:
@@ -202,7 +227,7 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
             if state.batch == 0:
                 state.order = rng.permutation(n)
                 state.loss_sum = 0.0
-            report("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": n_batches, "done": state.batch,
+            progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": n_batches, "done": state.batch,
                                    "step": state.step, "total_steps": total})
             t0 = time.perf_counter()
             for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
@@ -220,11 +245,11 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
                 state.loss_sum += loss
                 if not math.isfinite(loss):
                     _diverged(loss, params, epoch, b + 1)
-                report("batch", {"loss": loss})
-                if should_stop is not None and should_stop():
+                progress("batch", {"loss": loss})
+                if stop is not None and stop():
                     loop_seconds += time.perf_counter() - t0
                     snapshot("interrupt")
-                    signum = getattr(should_stop, "signum", 2) or 2
+                    signum = getattr(stop, "signum", 2) or 2
                     raise Interrupted(f"{'interrupted' if signum == 2 else 'terminated'} at epoch {epoch}, "
                                       f"batch {b + 1} of {n_batches}", 128 + signum)
             _diverged(state.loss_sum, params, epoch, n_batches)
@@ -242,20 +267,20 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
                 state.best_params = {k: v.copy() for k, v in params.items()}
             else:
                 state.since_best += 1
-            report("epoch_end", dict(record, epochs=cfg.epochs, best=improved, best_epoch=state.best_epoch,
+            progress("epoch_end", dict(record, epochs=cfg.epochs, best=improved, best_epoch=state.best_epoch,
                                      metric=cfg.metric))
             state.epoch, state.batch = epoch + 1, 0
             patience_out = bool(cfg.patience and state.since_best >= cfg.patience)
             state.done = state.epoch > cfg.epochs or patience_out
             if patience_out and state.epoch <= cfg.epochs:
-                report("stopped", {"epoch": epoch, "epochs": cfg.epochs, "patience": cfg.patience,
+                progress("stopped", {"epoch": epoch, "epochs": cfg.epochs, "patience": cfg.patience,
                                    "best_epoch": state.best_epoch, "best_score": state.best_score,
                                    "metric": cfg.metric})
             snapshot("best" if improved else "epoch")
         return Result(params=state.best_params, best_epoch=state.best_epoch, best_score=state.best_score,
                       history=state.history, train_seconds=loop_seconds, steps=state.step)
 
-    polled = should_stop if hasattr(should_stop, "in_loop") else None
+    polled = stop if hasattr(stop, "in_loop") else None
     if polled is not None:
         polled.in_loop = True         # a signal now stops after the batch instead of at once
     try:
@@ -263,3 +288,51 @@ def _fit(params: dict, spec: mlp.NetSpec, X, y, X_dev, y_dev, cfg: TrainConfig,
     finally:
         if polled is not None:
             polled.in_loop = False
+
+
+def fit_ensemble(spec: mlp.NetSpec, init: Callable, data: Data, cfg: TrainConfig, seed: int,
+                 rng: np.random.Generator, hooks: Hooks | None = None, state: State | None = None,
+                 embed_lr: float = 1.0, embed_l2: float = 0.0):
+    """Train ``cfg.ensemble`` = K networks one after the other and return (spec, params,
+    Result) of the one network averaging their logits (mlp.merge; K = 1: the network itself).
+
+    Member 0 starts from ``init(rng)``, member k from ``init`` of the generator seeded
+    [seed, k], each with its own shuffles and dropout, each stopped on dev by itself; the
+    merged network is scored on dev as a whole. This loop owns the members: the finished
+    ones' best weights and summaries live in the State it checkpoints (``member``,
+    ``members``, ``members_info``), so ``state`` resumes inside any member."""
+    hooks = hooks or Hooks()
+    K = cfg.ensemble
+    members = list(state.members) if state is not None else []
+    infos = list(state.members_info) if state is not None else []
+    result = None
+    for k in range(len(members), K):
+        rng_k = rng if k == 0 else np.random.default_rng([seed, k])
+        params = init(rng_k)
+        resumed = state if state is not None and state.member == k else None
+        if resumed is not None:
+            if {n: v.shape for n, v in resumed.params.items()} != {n: v.shape for n, v in params.items()}:
+                raise CheckpointError("the saved training state does not match the network of this config")
+            params = resumed.params
+        member_hooks = Hooks(progress=hooks.progress, stop=hooks.stop)
+        if K > 1 and hooks.progress:
+            hooks.progress("member_start", {"member": k + 1, "members": K})
+            member_hooks.progress = lambda event, info, k=k: hooks.progress(event, dict(info, member=k + 1))
+        if hooks.checkpoint:
+            def checkpoint(st, why, k=k):
+                st.member, st.members, st.members_info = k, members, infos
+                hooks.checkpoint(st, why, lambda: mlp.merge(spec, members + [st.best_params]))
+            member_hooks.checkpoint = checkpoint
+        result = fit(spec, params, data, cfg, rng_k, member_hooks, resumed, embed_lr, embed_l2)
+        members.append(result.params)
+        infos.append(result.summary())
+    if K == 1:
+        return spec, result.params, result
+    wide, params = mlp.merge(spec, members)
+    dev = evaluate(params, wide, data.X_dev, data.y_dev)
+    history = [dict(h, member=k + 1) for k, info in enumerate(infos) for h in info["history"]]
+    result = Result(params=params, best_epoch=int(np.median([i["best_epoch"] for i in infos])),
+                    best_score=dev[cfg.metric], history=history,
+                    train_seconds=sum(i["train_seconds"] for i in infos), steps=sum(i["steps"] for i in infos),
+                    members=[{n: v for n, v in i.items() if n != "history"} for i in infos])
+    return wide, params, result

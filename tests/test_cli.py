@@ -205,7 +205,7 @@ def test_train_writes_model_folder_and_report(world):
         assert 0.0 <= rep["final"][split]["accuracy"] <= 1.0
     assert sorted(rep["labels"]) == LABELS
     meta = json.loads((world.model / "model.json").read_text(encoding="utf-8"))
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2
     assert sorted(meta["labels"]) == LABELS
     assert not (REPO / BASE_CONFIG["output"]["dir"]).exists(), "--out was ignored"
 
@@ -583,6 +583,6 @@ def test_train_refuses_a_non_empty_output_folder_unless_overwrite(world, tmp_pat
     assert (ours / "notes.txt").read_bytes() == b"mine\n", "--overwrite removed a file it did not write"
     assert checkpoint_files(ours)[1].name != old_arrays and not (ours / old_arrays).exists()
     meta = json.loads((ours / "model.json").read_text(encoding="utf-8"))
-    assert meta["format_version"] == 1 and sorted(meta["labels"]) == LABELS
+    assert meta["format_version"] == 2 and sorted(meta["labels"]) == LABELS
     for name in ("config.yaml", "report.json", "report.md"):
         assert (ours / name).is_file(), f"--overwrite run did not write {name}"

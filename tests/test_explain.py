@@ -6,7 +6,9 @@ import pytest
 import scipy.sparse as sp
 
 from nlclf.explain import attribute, explain, feature_name
-from nlclf.features import FeatureSpec, Featurizer, bucket_of
+from nlclf.config import FeatureSpec
+from nlclf.features import make as Featurizer
+from nlclf.features.bag import bucket_of
 from nlclf.model import Classifier
 from nlclf.nn import mlp
 

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from nlclf.features import FeatureSpec, Featurizer, bucket_of
+from nlclf.config import FeatureSpec
+from nlclf.features import make as Featurizer
+from nlclf.features.bag import bucket_of
 from nlclf.nn import mlp
-from nlclf.text import CHAR_MARK, char_ngrams, make_tokenizer, ngrams
+from nlclf.text import CHAR_MARK, SEP, char_ngrams, tokenize_many
 from nlclf.vocab import PAD_ID, UNK_ID, Vocabulary
 
 from test_gradients import check
@@ -14,8 +16,14 @@ TEXTS = ["the cat sat on the mat", "the dog sat", "a cat and a dog", "the the th
 Y = [0, 1, 1, 0]                 # labels of TEXTS (nb weights need them)
 
 
+def tok(text, **kw):
+    """The tokens of one text as production makes them: tokenize_many on a one-text batch."""
+    tokens = tokenize_many([text], **kw)
+    assert tokens[-1] == SEP
+    return tokens[:-1]
+
+
 def test_regex_tokenizer_unicode():
-    tok = make_tokenizer("regex")
     assert tok("Hello, World!") == ["hello", ",", "world", "!"]
     assert tok("Café déjà-vu") == ["café", "déjà", "-", "vu"]
     assert tok("don't stop") == ["don't", "stop"]
@@ -25,18 +33,24 @@ def test_regex_tokenizer_unicode():
 
 
 def test_tokenizer_options():
-    assert make_tokenizer("whitespace")("A  b\tC") == ["a", "b", "c"]
-    assert make_tokenizer("whitespace", lowercase=False)("A b") == ["A", "b"]
-    assert make_tokenizer("regex", accents=False)("Café Noël") == ["cafe", "noel"]
-    assert make_tokenizer("regex", punctuation=False)("wow , really ?! yes") == ["wow", "really", "yes"]
-    assert make_tokenizer("whitespace", max_chars=5)("abc defgh") == ["abc", "d"]
+    assert tok("A  b\tC", mode="whitespace") == ["a", "b", "c"]
+    assert tok("A b", mode="whitespace", lowercase=False) == ["A", "b"]
+    assert tok("Café Noël", accents=False) == ["cafe", "noel"]
+    assert tok("wow , really ?! yes", punctuation=False) == ["wow", "really", "yes"]
+    assert tok("abc defgh", mode="whitespace", max_chars=5) == ["abc", "d"]
     long = "word " * 100000
-    assert len(make_tokenizer("regex")(long)) == 100000
+    assert len(tok(long)) == 100000
 
 
-def test_ngrams():
-    assert ngrams(["a", "b", "c"], 3) == ["a b", "b c", "a b c"]
-    assert ngrams(["a"], 2) == []
+def test_a_batch_keeps_texts_apart():
+    """SEP ends every text, even one holding SEP itself; a text's tokens never run into the next's."""
+    tokens = tokenize_many(["a b", "", "c\x00d", "E"])
+    assert tokens == ["a", "b", SEP, SEP, "c", "d", SEP, "e", SEP]
+
+
+def test_tokens_longer_than_max_token_chars_are_cut():
+    f = Featurizer(FeatureSpec(kind="bow", tokenizer="whitespace", max_token_chars=4, char_ngrams=()))
+    assert f.tokens_of(["abcdefgh ab"]) == ["abcd", "ab", SEP]
 
 
 def test_vocabulary_order_thresholds_and_reserved():
@@ -135,7 +149,7 @@ def test_embed_concat_pads_and_truncates(truncate, expected):
 
 
 def test_nb_spread_is_the_same_computed_in_blocks():
-    from nlclf.features import nb_spread
+    from nlclf.features.weighting import nb_spread
     f = bow(y=[0, 1, 2, 0], weighting="count", ngrams=2)
     X = f.transform(TEXTS)
     whole = nb_spread(X, [0, 1, 2, 0], 0.5)
