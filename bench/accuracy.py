@@ -140,7 +140,7 @@ def _splits(name, data_root, seed):
 
 def run_unit(unit):
     """Train one (system, set, seed, fold) and score it on test; return a result dict."""
-    from nlclf import pipeline
+    from nlclf import evaluate, pipeline
 
     system, name, seed, fold, data_root, overrides = unit
     cfg = make_config(system, name, seed, overrides)
@@ -148,7 +148,7 @@ def run_unit(unit):
     t0 = time.perf_counter()
     model, result = pipeline.fit_lists(cfg, train, dev)
     fit_s = time.perf_counter() - t0
-    acc = pipeline.score(model, *test)["accuracy"]
+    acc = evaluate.score(model, *test)["accuracy"]
     return {"system": system["label"], "set": name, "seed": seed, "fold": fold,
             "accuracy": 100 * float(acc), "fit_seconds": round(fit_s, 3),
             "train_seconds": round(float(result.train_seconds), 3),

@@ -366,7 +366,7 @@ def eval_(model: str = MODEL_ARG,
           plots: Optional[str] = typer.Option(None, "--plots", metavar="DIR", help="Folder for a reliability diagram and a confusion-matrix heat map (needs the plot extra)."),
           bins: int = typer.Option(15, "--bins", metavar="N", min=2, max=1000, help="Bins of the calibration error.")):
     """Evaluate a model: accuracy, macro-F1, per-class table, confusion matrix, calibration error."""
-    from .pipeline import run_eval
+    from .evaluate import run_eval
     from .report import eval_text
     gates = [_fail_under(f) for f in fail_under]
     with _errors():
@@ -392,7 +392,7 @@ def compare(model_a: str = typer.Argument(..., metavar="MODEL_A", help="First mo
             seed: int = typer.Option(0, "--seed", metavar="N", min=0, help="Seed of the bootstrap."),
             report: Optional[str] = REPORT):
     """Two models side by side on the same examples, with McNemar's test and a paired bootstrap."""
-    from .pipeline import run_compare
+    from .evaluate import run_compare
     from .report import compare_text
     with _errors():
         r = run_compare(model_a, model_b, data, resamples, seed)
@@ -412,7 +412,7 @@ def inspect(model: str = MODEL_ARG,
             as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON instead of text.")):
     """What a model is: shape, parameters, vocabulary, the features most tied to each label,
     the unknown-word rate on a file, nearest neighbours in the embedding table."""
-    from .pipeline import run_inspect
+    from .inspection import run_inspect
     from .report import inspect_text
     with _errors():
         r = run_inspect(model, data, word, top)
@@ -435,7 +435,7 @@ def predict(model: str = MODEL_ARG,
             explain: int = typer.Option(0, "--explain", min=0, max=1000, metavar="K", help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input)."),
             workers: int = typer.Option(0, "--workers", metavar="N", min=0, max=256, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it.")):
     """Label each input line: one result a line on stdout, in input order, streamed."""
-    from .pipeline import run_predict
+    from .predict import run_predict
     from .report import prediction_lines
     fmt = fmt.value
     with _errors():
@@ -472,7 +472,8 @@ def cv(config: Optional[str] = typer.Argument(None, metavar="[CONFIG]", help="YA
        log_format: str = LOG_FORMAT):
     """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std."""
     from . import config as config_mod
-    from .search import cv_into, cv_markdown
+    from .report import cv_markdown
+    from .search import cv_into
     with _errors():
         report = _reporter(quiet, log_format)
         cfg = config_mod.assemble(config, set_, train_file)
@@ -521,7 +522,8 @@ def tune(config: Optional[str] = typer.Argument(None, metavar="[CONFIG]", help="
          log_format: str = LOG_FORMAT):
     """Hyperparameter search (random, or grid when the space is all lists); writes the best config."""
     from . import config as config_mod
-    from .search import load_space, tune_into, tune_markdown, validate_space
+    from .report import tune_markdown
+    from .search import load_space, tune_into, validate_space
     if metric not in (None, "accuracy", "macro_f1"):
         _err(f"error: --metric must be accuracy or macro_f1; got {metric}")
         raise typer.Exit(2)

@@ -136,7 +136,7 @@ def _explanation(e: dict, fmt: str) -> list:
 
 
 def prediction_lines(batch: list, fmt: str, proba: bool, many: bool, explain: bool) -> str:
-    """The lines `nlclf predict` prints for a batch of pipeline.run_predict's results: one a
+    """The lines `nlclf predict` prints for a batch of predict.run_predict's results: one a
     record, in ``fmt`` (text: space-separated, tsv: tab-separated, jsonl: one object). The
     record's identifier (if any) comes first, its text (if kept) last."""
     out = []
@@ -224,3 +224,41 @@ def inspect_text(r: dict, data_path=None) -> str:
         lines.append(f"\nnearest neighbours of '{w}': " + ("not in the vocabulary" if nn is None else
                                                           ", ".join(f"{t} {c:.3f}" for t, c in nn)))
     return "\n".join(lines) + "\n"
+
+
+def cv_markdown(r: dict) -> str:
+    progress = "" if r["finished"] == r["planned"] else f" ({r['finished']} of {r['planned']} runs finished)"
+    out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples{progress}", "",
+           f"**accuracy {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f}**, "
+           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", "",
+           "| seed | fold | test examples | accuracy | macro-F1 | best epoch | seconds |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in r["runs"]:
+        if "error" in x:
+            out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | failed: {x['error'].splitlines()[0][:80]} "
+                       f"| | | |")
+            continue
+        out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | {x['accuracy']:.4f} | {x['macro_f1']:.4f} "
+                   f"| {x['best_epoch']} | {x['seconds']:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+def tune_markdown(r: dict) -> str:
+    keys = sorted({k for t in r["trials"] for k in t["settings"]})
+    out = [f"# Hyperparameter search: objective {r['objective']}", "",
+           f"{len(r['trials'])} trials ({r.get('finished', len(r['trials']))} runs finished), epochs per rung "
+           f"{r['rungs']}, {r['seconds']:.0f} s", "",
+           "| rank | trial | " + " | ".join(keys) + " | seed | epochs | score | seconds |",
+           "|---:|---:|" + "---|" * len(keys) + "---:|---:|---:|---:|"]
+    for rank, t in enumerate(r["trials"], start=1):
+        vals = [(f"{t['settings'][k]:.4g}" if isinstance(t["settings"].get(k), float) else str(t["settings"].get(k, "")))
+                for k in keys]
+        if t["score"] is not None:
+            sc = f"{t['score']:.4f}"
+        elif "error" in t:
+            sc = f"error: {(t['error'].splitlines() or [''])[0][:60]}"
+        else:
+            sc = "not run yet"
+        out.append(f"| {rank} | {t['trial']} | " + " | ".join(vals) +
+                   f" | {t['seed']} | {t['epochs'] if t['epochs'] is not None else ''} | {sc} | {t['seconds']:.1f} |")
+    return "\n".join(out) + "\n"

@@ -20,10 +20,11 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
-from . import data, parallel, rundir, runtime
+from . import data, parallel, report, rundir, runtime
 from .config import Config
 from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
-from .pipeline import data_root, fit_lists, score, with_root
+from .evaluate import score
+from .pipeline import data_root, fit_lists, with_root
 
 HALVING_ETA = 3
 
@@ -220,23 +221,6 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
     return _cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks))
 
 
-def cv_markdown(r: dict) -> str:
-    progress = "" if r["finished"] == r["planned"] else f" ({r['finished']} of {r['planned']} runs finished)"
-    out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples{progress}", "",
-           f"**accuracy {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f}**, "
-           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", "",
-           "| seed | fold | test examples | accuracy | macro-F1 | best epoch | seconds |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
-    for x in r["runs"]:
-        if "error" in x:
-            out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | failed: {x['error'].splitlines()[0][:80]} "
-                       f"| | | |")
-            continue
-        out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | {x['accuracy']:.4f} | {x['macro_f1']:.4f} "
-                   f"| {x['best_epoch']} | {x['seconds']:.1f} |")
-    return "\n".join(out) + "\n"
-
-
 CV_WRITES = ("cv.json", "cv.md")
 TUNE_WRITES = ("leaderboard.json", "leaderboard.md", "best.yaml")
 
@@ -255,7 +239,7 @@ def cv_into(out, overwrite: bool, cfg: Config, k: int, seeds: int = 1, jobs: int
     def write(r):
         with runtime.signals_deferred():
             folder.write("cv.json", (json.dumps(r, indent=2) + "\n").encode())
-            folder.write("cv.md", cv_markdown(r).encode())
+            folder.write("cv.md", report.cv_markdown(r).encode())
             wrote.append(r)
 
     try:
@@ -528,7 +512,7 @@ def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, tria
     def write(r):
         with runtime.signals_deferred():
             folder.write("leaderboard.json", (json.dumps(r, indent=2, ensure_ascii=False) + "\n").encode())
-            folder.write("leaderboard.md", tune_markdown(r).encode())
+            folder.write("leaderboard.md", report.tune_markdown(r).encode())
             if r["best_config"]:
                 folder.write("best.yaml", config_mod.dump(config_mod.from_dict(r["best_config"])).encode())
             wrote.append(r)
@@ -565,24 +549,3 @@ def _saved_results(folder: rundir.RunFolder, signature: dict) -> list:
         raise ConfigError(f"{folder.path}: the search differs from the interrupted one ({', '.join(diff)}); "
                           f"resume with the same config, --set, --space, --trials, --cv, --halving and --metric")
     return [d for d in saved["results"] if isinstance(d, dict) and "trial" in d and "rung" in d]
-
-
-def tune_markdown(r: dict) -> str:
-    keys = sorted({k for t in r["trials"] for k in t["settings"]})
-    out = [f"# Hyperparameter search: objective {r['objective']}", "",
-           f"{len(r['trials'])} trials ({r.get('finished', len(r['trials']))} runs finished), epochs per rung "
-           f"{r['rungs']}, {r['seconds']:.0f} s", "",
-           "| rank | trial | " + " | ".join(keys) + " | seed | epochs | score | seconds |",
-           "|---:|---:|" + "---|" * len(keys) + "---:|---:|---:|---:|"]
-    for rank, t in enumerate(r["trials"], start=1):
-        vals = [(f"{t['settings'][k]:.4g}" if isinstance(t["settings"].get(k), float) else str(t["settings"].get(k, "")))
-                for k in keys]
-        if t["score"] is not None:
-            sc = f"{t['score']:.4f}"
-        elif "error" in t:
-            sc = f"error: {(t['error'].splitlines() or [''])[0][:60]}"
-        else:
-            sc = "not run yet"
-        out.append(f"| {rank} | {t['trial']} | " + " | ".join(vals) +
-                   f" | {t['seed']} | {t['epochs'] if t['epochs'] is not None else ''} | {sc} | {t['seconds']:.1f} |")
-    return "\n".join(out) + "\n"

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
+from .errors import DataError
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 
@@ -55,3 +59,16 @@ class LabelSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def ids(self, labels: list, where, unknown: int | None = None) -> np.ndarray:
+        """(N,) int64 class ids of ``labels``: the one way labels become ids. A label outside the
+        set is an error naming ``where``, or ``unknown`` (e.g. -1: scored as a mistake)."""
+        index = self.index
+        if unknown is None:
+            missing = sorted(set(labels) - set(index))
+            if missing:
+                raise DataError(f"{where}: labels not seen in training: {', '.join(missing[:5])}"
+                                f"{' ...' if len(missing) > 5 else ''} (known: {', '.join(self.labels[:20])}"
+                                f"{f', ... ({len(self)} in all)' if len(self) > 20 else ''})")
+            return np.fromiter((index[l] for l in labels), dtype=np.int64, count=len(labels))
+        return np.fromiter((index.get(l, unknown) for l in labels), dtype=np.int64, count=len(labels))

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from nlclf import parallel, pipeline
+from nlclf import parallel, pipeline, predict
 from nlclf.errors import DataError
 
 from test_pipeline import cfg_for
@@ -93,7 +93,7 @@ def test_prediction_is_identical_with_one_and_with_two_workers(tmp_path):
     texts = [" ".join(rng.choice(words, size=rng.integers(0, 9))) for _ in range(500)]
 
     def run(workers, **kw):
-        return [r for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts), batch_size=37,
+        return [r for batch in predict.run_predict(tmp_path / "run", texts=iter(texts), batch_size=37,
                                                     workers=workers, **kw) for r in batch]
     one, two = run(1, top_k=3), run(2, top_k=3)
     assert len(one) == 500 and one == two

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlclf import checkpoint, config, pipeline
+from nlclf import checkpoint, config, pipeline, predict
 from nlclf.errors import DataError
 
 TOPICS = {"fruit": "apple banana cherry grape mango pear plum",
@@ -54,7 +54,7 @@ def test_train_save_load_predict_identically(kind, extra, tmp_path):
     model2, _, _ = checkpoint.load(tmp_path / "run")
     assert np.array_equal(p1, model2.proba(texts))
     assert np.allclose(p1.sum(axis=1), 1.0, atol=1e-5)
-    preds = [r["top"][0][0] for batch in pipeline.run_predict(tmp_path / "run", texts=iter(texts[:3])) for r in batch]
+    preds = [r["top"][0][0] for batch in predict.run_predict(tmp_path / "run", texts=iter(texts[:3])) for r in batch]
     assert preds == ["fruit", "birds", "tools"]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nlclf import checkpoint, config, pipeline
+from nlclf import checkpoint, config, inspection, pipeline
 
 from test_pipeline import write_data
 
@@ -143,7 +143,7 @@ def test_inspect_shows_shape_features_and_unknown_words(trained, tmp_path):
     root, _, _ = trained
     f = tmp_path / "new.txt"
     f.write_text("apple zebra zebra\nowl xylophone\n")
-    r = pipeline.run_inspect(root / "a", f, top=3)
+    r = inspection.run_inspect(root / "a", f, top=3)
     assert r["n_parameters"] == sum(int(__import__("numpy").prod(s)) for s in r["parameters"].values())
     assert r["unknown_rate"] == pytest.approx(3 / 5) and r["frequent_unknown"][0] == ("zebra", 2)
     top = r["top_features"]["fruit"][0][0]              # a word, an n-gram, or ~gram: a character n-gram
@@ -161,7 +161,7 @@ def test_nearest_neighbours_in_an_embedding_model(tmp_path):
     cfg = config.load_text("data: {train: train.tsv, dev: dev.tsv}\nfeatures: {kind: embed_mean, embed_dim: 8}\n"
                            "model: {hidden: []}\ntrain: {epochs: 5, lr: 0.02, batch_size: 8}\n", "e.yaml")
     pipeline.run_train(cfg, tmp_path, tmp_path / "m")
-    r = pipeline.run_inspect(tmp_path / "m", words=["apple", "nosuchword"], top=3)
+    r = inspection.run_inspect(tmp_path / "m", words=["apple", "nosuchword"], top=3)
     assert len(r["neighbours"]["apple"]) == 3 and r["neighbours"]["nosuchword"] is None
     assert all(-1 <= c <= 1 for _, c in r["neighbours"]["apple"])
 

@@ -1,0 +1,100 @@
+"""A saved model against labelled data: `nlclf eval` and `nlclf compare`, and the scoring
+cross-validation and search use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import calibration, checkpoint, data, metrics, plots, rundir, significance
+from .errors import DataError, OutputError
+from .model import Classifier
+from .vocab import LabelSet
+
+
+def score(model: Classifier, labels: list, texts: list) -> dict:
+    """metrics.report of a model on labelled texts (labels unseen in training count as errors)."""
+    y = LabelSet(model.labels, model.labels).ids(labels, "", unknown=-1)
+    pred = model.proba(list(texts)).argmax(1)
+    return metrics.report(y, pred, model.labels)
+
+
+def _read_eval(model: Classifier, data_path, opts=None):
+    rows = list(data.iter_labelled(data_path, opts, known=set(model.labels)))
+    if not rows:
+        raise DataError(f"{data_path}: no examples (expected lines of 'label<TAB>text')")
+    y = LabelSet(model.labels, model.labels).ids([r[1] for r in rows], data_path)
+    return rows, y
+
+
+def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=None, top_k: int = 1) -> dict:
+    """Metrics of a saved model on a labelled file, its calibration (ECE, reliability bins),
+    with ``top_k`` > 1 the top-k accuracy and fastText's P@k and R@k (one true label a text:
+    P@k = hits / (N k), R@k = hits / N), and with ``errors`` the most confident mistakes."""
+    if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
+        raise OutputError(f"{plot_dir}: --plots names a folder for the pictures; this is an existing file")
+    model, cfg, _ = checkpoint.load(model_dir)
+    rows, y = _read_eval(model, data_path, cfg.data)
+    probs = model.proba([r[2] for r in rows])
+    pred = probs.argmax(1)
+    m = metrics.report(y, pred, model.labels)
+    m["ece"] = calibration.ece(probs, y, bins)
+    if top_k > 1:
+        k = min(top_k, len(model.labels))
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k]                  # (N, k), any order
+        hits = int((top == y[:, None]).any(axis=1).sum())
+        m.update(top_k=k, top_k_accuracy=hits / len(y), precision_at_k=hits / (len(y) * k), recall_at_k=hits / len(y))
+    m["reliability"] = calibration.reliability(probs, y, bins)
+    if errors:
+        wrong = np.flatnonzero(pred != y)
+        wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:errors]
+        m["errors"] = [{"line": rows[i][0], "label": rows[i][1], "predicted": model.labels[pred[i]],
+                        "proba": float(probs[i, pred[i]]), "text": rows[i][2]} for i in wrong.tolist()]
+    if plot_dir is not None:
+        m["pictures"] = []
+        if plots.available():
+            d = Path(plot_dir)
+            for name in ("reliability.png", "confusion_matrix.png"):
+                rundir.refuse_if_owned(d / name, "--plots")
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"{d}: cannot create the folder for the pictures: {e.strerror or e}") from None
+            m["pictures"] = [str(plots.reliability_diagram(m["reliability"], d / "reliability.png"))]
+            if m["confusion_matrix"] is not None:
+                m["pictures"].append(str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"],
+                                                                 d / "confusion_matrix.png")))
+    return m
+
+
+def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int = 0) -> dict:
+    """Both models on the same labelled file, and whether the difference is more than noise:
+    McNemar's test on the examples where they disagree, and a paired bootstrap of the
+    accuracy difference (B minus A). The data is read once (with model A's data settings);
+    the tables are over every label either model or the data knows, and an example whose label
+    a model never saw counts as that model's error (``notes`` says which)."""
+    (ma, cfg, _), (mb, _, _) = checkpoint.load(model_a), checkpoint.load(model_b)
+    rows = list(data.iter_labelled(data_path, cfg.data))
+    if not rows:
+        raise DataError(f"{data_path}: no examples")
+    truth = [r[1] for r in rows]
+    texts = [r[2] for r in rows]
+    names = sorted(set(ma.labels) | set(mb.labels) | set(truth))
+    union = LabelSet(names, names)
+    y = union.ids(truth, data_path)
+    out, preds, notes = {}, [], []
+    for key, path, model in (("a", model_a, ma), ("b", model_b, mb)):
+        ids = union.ids(model.labels, path)[model.proba(texts).argmax(1)]                   # (N,)
+        preds.append(ids)
+        unseen = sorted(set(truth) - set(model.labels))
+        if unseen:
+            n = sum(1 for l in truth if l not in set(model.labels))
+            notes.append(f"model {key.upper()} ({path}) never saw the label(s) {', '.join(unseen[:5])}"
+                         f"{' ...' if len(unseen) > 5 else ''}: its {n} example(s) count as its errors")
+        out[key] = dict(metrics.report(y, ids, names), model=str(path))
+    out["notes"] = notes
+    out["b_minus_a"] = {k: out["b"][k] - out["a"][k] for k in ("accuracy", "macro_f1")}
+    out["mcnemar"] = significance.mcnemar(y, preds[0], preds[1])
+    out["bootstrap"] = significance.paired_bootstrap(y, preds[0], preds[1], resamples, seed)
+    return out
