@@ -1,6 +1,6 @@
 """Calibration: reliability bins, expected calibration error, temperature scaling.
 
-Letters: N examples, C classes, M bins.
+Shapes: the package's letters (N examples, C classes), M bins.
 
 A classifier is calibrated when, among the examples it gives confidence q = max_c o_c,
 a fraction q is right. Temperature scaling (Guo et al., 2017) divides the logits by one

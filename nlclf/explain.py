@@ -1,6 +1,7 @@
 """Why a prediction: gradient × input on the first layer, by a hand-written backward pass.
 
-Letters: N texts, V vocabulary, D = V + B bag columns, H hidden, C classes, T tokens, e embedding width.
+Shapes: the package's letters (N texts, V vocabulary, D = V + B bag columns, H hidden, C classes,
+T tokens, E embedding width), B hash buckets.
 
 For a text with input f and chosen class c (the predicted one), the attribution of input
 feature j is
@@ -23,8 +24,8 @@ Per input kind (X the weighted bag of ``Featurizer.transform``):
     a_nj = X_nj · (W[j] · dk_n)
 
 ``embed_mean``: the forward pass takes s_n = Σ_j X_nj and w_nj = X_nj / s_n (``row_mean``;
-an empty row stays empty), then f_n = Σ_j w_nj E[j] (e,). The input of token j is its
-weight w_nj on row E[j], so with g_n = ∂z_c/∂f_n = dk_n Wᵀ (e,):
+an empty row stays empty), then f_n = Σ_j w_nj E[j] (E,). The input of token j is its
+weight w_nj on row E[j], so with g_n = ∂z_c/∂f_n = dk_n Wᵀ (E,):
     ∂z_c/∂w_nj = E[j] · g_n,     a_nj = w_nj · (E[j] · g_n),     Σ_j a_nj = f_n · g_n.
 Why w and not the raw X: through the normalisation ∂f_n/∂X_nj = (E[j] − f_n) / s_n, so
     X_nj · ∂z_c/∂X_nj = w_nj (E[j] − f_n) · g_n = a_nj − w_nj (f_n · g_n),
@@ -33,8 +34,8 @@ theorem for a function homogeneous of degree 0). It only ranks the tokens agains
 text's own mean embedding and gives a one-word text a zero; a_nj keeps the share of each
 token in the first layer's input.
 
-``embed_concat``: f_n = [E[j_1]; ...; E[j_T]] (T·e). Position t's input is its slice:
-    a_nt = E[j_t] · g_nt,     g_nt = (∂z_c/∂f_n)[t·e : (t+1)·e]      (gradient × input summed over e)
+``embed_concat``: f_n = [E[j_1]; ...; E[j_T]] (T·E). Position t's input is its slice:
+    a_nt = E[j_t] · g_nt,     g_nt = (∂z_c/∂f_n)[t·E : (t+1)·E]      (gradient × input summed over E)
 Padding positions get a score like the others (E[pad] is usually zero) and ``explain`` skips them.
 """
 
@@ -86,19 +87,19 @@ def attribute(params: dict, spec: mlp.NetSpec, X, c=None):
     z, caches = mlp.forward(params, spec, X)                # (N, C)
     c = z.argmax(axis=1) if c is None else np.asarray(c)
     dk = logit_grad_first(params, spec, caches, c)          # (N, H)
-    W = params[mlp.plan(spec)[_first(spec)].W]              # (D, H) or (e, H) or (T*e, H)
+    W = params[mlp.plan(spec)[_first(spec)].W]              # (D, H) or (E, H) or (T·E, H)
     n = z.shape[0]
     if spec.input_kind == "embed_concat":
         J = caches[0][0]                                    # (N, T)
-        E = params["E"]                                     # (V, e)
-        g = (dk @ W.T).reshape(n, J.shape[1], E.shape[1])   # (N, T, e) ∂z_c/∂f_t
+        E = params["E"]                                     # (V, E)
+        g = (dk @ W.T).reshape(n, J.shape[1], E.shape[1])   # (N, T, E) ∂z_c/∂f_t
         return z, c, np.einsum("nte,nte->nt", E[J], g)      # (N, T)
     x = caches[0][0]                                        # X (bow) or w = row_mean(X) (embed_mean), CSR
     rows = np.repeat(np.arange(n), np.diff(x.indptr))       # (nnz,) row of each entry
     if spec.input_kind == "bow":
         grad = np.einsum("rh,rh->r", W[x.indices], dk[rows])                # (nnz,) W[j] · dk_n
     else:
-        g = dk @ W.T                                                        # (N, e) ∂z_c/∂f
+        g = dk @ W.T                                                        # (N, E) ∂z_c/∂f
         grad = np.einsum("re,re->r", params["E"][x.indices], g[rows])       # (nnz,) E[j] · g_n
     A = sp.csr_matrix((x.data * grad, x.indices.copy(), x.indptr.copy()), shape=x.shape)
     return z, c, A

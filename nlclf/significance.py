@@ -1,6 +1,6 @@
 """Is model A better than model B on the same test set? Paired tests on per-example correctness.
 
-Letters: N examples, R bootstrap resamples.
+Shapes: the package's letters (N examples), R bootstrap resamples.
 
 Both tests compare r_A, r_B ∈ {0, 1}^N (example n right or wrong) on the same examples,
 so what varies between the models is measured on identical inputs.

@@ -106,7 +106,7 @@ def test_sgd_on_a_sparse_layer_gradient_adds_x_transpose_dy_into_the_rows(rng, m
     dy = rng.normal(size=(5, 3))
     W = rng.normal(size=(40, 3))
     params = {"W": W.copy()}
-    g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
+    _, g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
     optim.SGD(params).step(params, {"W": g}, 0.1)
     assert (g._value is None) == fused                      # the (U, H) block was never formed
     expected = W - 0.1 * (X.T @ dy)
@@ -123,6 +123,6 @@ def test_sgd_on_a_non_contiguous_parameter_takes_the_row_path(rng):
     dy = rng.normal(size=(4, 3))
     W = np.asfortranarray(rng.normal(size=(10, 3)))
     expected = W - 0.5 * (X.T @ dy)
-    g, _ = layers.sparse_backward(W, None, layers.SparseBatch.of(X), dy)
+    _, g, _ = layers.sparse_backward(W, None, layers.SparseBatch.of(X), dy)
     g.add_scaled_to(W, -0.5)
     assert np.allclose(W, expected, rtol=0, atol=1e-13)

@@ -1,6 +1,6 @@
 """The bag of (n-)grams: ``bow`` and ``embed_mean`` read X (N, D) in CSR.
 
-Letters: N texts, V vocabulary, B hash buckets, D = V + B features.
+Shapes: the package's letters (N texts, V vocabulary), B hash buckets, D = V + B features.
 
 Each text is the counts of its words, its word n-grams (2..``ngrams``, never across texts)
 and the character n-grams of its words (fastText's subwords), over the training vocabulary;

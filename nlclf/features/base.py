@@ -1,7 +1,7 @@
 """What every featurizer shares: the tokenizer, the vocabulary fitted on the training texts,
 and the plumbing that streams texts through them a chunk at a time.
 
-Letters: N texts, V vocabulary, D features.
+Shapes: the package's letters (N texts, V vocabulary, D features).
 
 The protocol a featurizer keeps (``bag.Bag``, ``ids.TokenIds``):
 

@@ -1,7 +1,7 @@
 """Token ids for ``embed_concat``: X (N, T) int32, the ids of the first (or last) T tokens of
 each text, padded with <pad>.
 
-Letters: N texts, T tokens kept.
+Shapes: the package's letters (N texts, T tokens kept).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-feature weights and row transforms of a bag X (N, D) of counts in CSR, as pure functions.
 
-Letters: N texts, D features, C classes.
+Shapes: the package's letters (N texts, D features, C classes).
 
 ``WEIGHTINGS`` names the weightings a config may ask for; ``weigh`` applies one.
 """

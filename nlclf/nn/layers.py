@@ -1,7 +1,13 @@
-"""Layers as pure functions: ``forward(...) -> (y, cache)``, ``backward(cache, dy) -> (dx, grads)``.
+"""Layers as pure functions with one contract, dispatched by the table KINDS:
 
-Letters: N batch, V vocabulary (input columns), D features, H hidden, C classes,
-T tokens per text, E embedding width (``e``).
+    forward(W, b, x, **options) -> (y, cache)
+    backward(W, b, cache, dy, need_dx, **options) -> (dx, dW, db)
+
+dW has W's shape (a row-sparse ``Rows`` for layers reading ids or a sparse batch), db b's
+(None without a bias), dx x's (None when not needed, or when x is not differentiable: ids, a
+sparse batch). ``options`` holds ``pad_id`` (the padding row of an embedding table).
+Shapes use the package's letters (N batch, V vocabulary, D features, H hidden, C classes,
+T tokens, E embedding width).
 
 The first layer may read a sparse batch X (N, V) in CSR form. Its weight
 gradient touches only the rows of the columns present in the batch and is
@@ -111,7 +117,7 @@ def as_batch(X) -> SparseBatch:
 
 # --- dense: y = x W + b ---------------------------------------------------------
 
-def dense_forward(W, b, x):
+def dense_forward(W, b, x, **_):
     """x (N, D), W (D, H), b (H,) or None -> y (N, H)."""
     y = x @ W                                               # (N, H)
     if b is not None:
@@ -119,7 +125,7 @@ def dense_forward(W, b, x):
     return y, x
 
 
-def dense_backward(W, b, x, dy, need_dx=True):
+def dense_backward(W, b, x, dy, need_dx=True, **_):
     """Gradients of y = x W + b: dW (D, H) like W, db (H,) like b, dx (N, D) like x."""
     dW = x.T @ dy                                           # (D, H)
     db = dy.sum(axis=0) if b is not None else None          # (H,)
@@ -129,7 +135,7 @@ def dense_backward(W, b, x, dy, need_dx=True):
 
 # --- sparse input: y = X W + b, X a CSR batch ----------------------------------
 
-def sparse_forward(W, b, X: SparseBatch):
+def sparse_forward(W, b, X: SparseBatch, **_):
     """X (N, V) sparse, W (V, H), b (H,) or None -> y (N, H); reads only X's rows of W."""
     y = csr_matmul(X.indptr, X.indices, X.data, X.shape[1], W)          # (N, H)
     if b is not None:
@@ -137,11 +143,12 @@ def sparse_forward(W, b, X: SparseBatch):
     return y, X
 
 
-def sparse_backward(W, b, X: SparseBatch, dy):
-    """dW as Rows over the columns X uses: (U, H) = Xcᵀ dy, formed only when read; db (H,) like b."""
+def sparse_backward(W, b, X: SparseBatch, dy, need_dx=False, **_):
+    """dW as Rows over the columns X uses: (U, H) = Xcᵀ dy, formed only when read; db (H,) like
+    b; no dx (X is data)."""
     X.prepare()
-    db = dy.sum(axis=0) if b is not None else None
-    return ProductRows(X, dy), db
+    db = dy.sum(axis=0) if b is not None else None          # (H,)
+    return None, ProductRows(X, dy), db
 
 
 FUSE_ROWS_PER_ENTRY = 64     # fuse the update while V <= this × the batch's stored entries
@@ -188,26 +195,33 @@ class ProductRows(Rows):
 
 # --- embedding concatenation: f = [E j1; E j2; ...; E jT] ---------------------
 
-def embed_concat_forward(E, J):
-    """J (N, T) token ids, E (V, e) -> f (N, T*e): row n is E[J[n, 0]], ..., E[J[n, T-1]]."""
+def embed_concat_forward(E, b, J, **_):
+    """J (N, T) token ids, E (V, E) -> f (N, T·E): row n is E[J[n, 0]], ..., E[J[n, T-1]]; no bias."""
     n, t = J.shape
     return E[J].reshape(n, t * E.shape[1]), J
 
 
-def embed_concat_backward(E, J, df, pad_id=0):
-    """dE as Rows: df (N, T*e) scattered into the rows of the tokens used.
+def embed_concat_backward(E, b, J, df, need_dx=False, pad_id=0, **_):
+    """(None, dE, None): dE as Rows, df (N, T·E) scattered into the rows of the tokens used.
 
     Repeated tokens accumulate; the padding row gets no gradient and stays as it is.
     """
     e = E.shape[1]
     ids = J.ravel()                                         # (N*T,)
     u, inv = np.unique(ids, return_inverse=True)
-    # (U, N*T) 0/1 matrix times (N*T, e): a scatter-add without a Python loop
+    # (U, N·T) 0/1 matrix times (N·T, E): a scatter-add without a Python loop
     S = sp.csr_matrix((np.ones(len(ids), dtype=df.dtype), (inv, np.arange(len(ids)))),
                       shape=(len(u), len(ids)))
-    value = np.asarray(S @ df.reshape(-1, e))               # (U, e)
+    value = np.asarray(S @ df.reshape(-1, e))               # (U, E)
     keep = u != pad_id
-    return Rows(u[keep], value[keep])
+    return None, Rows(u[keep], value[keep]), None
+
+
+KINDS = {                 # layer kind -> (forward, backward): how mlp runs every layer
+    "dense": (dense_forward, dense_backward),
+    "sparse": (sparse_forward, sparse_backward),
+    "embed_concat": (embed_concat_forward, embed_concat_backward),
+}
 
 
 # --- dropout ----------------------------------------------------------------------

@@ -15,9 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import activations
-from .layers import (Rows, as_batch, dense_backward, dense_forward, drop_entries, dropout_mask,
-                     embed_concat_backward, embed_concat_forward, row_mean,
-                     sparse_backward, sparse_forward)
+from .layers import KINDS, Rows, as_batch, drop_entries, dropout_mask, row_mean
 from .losses import softmax
 
 INPUT_KINDS = ("bow", "embed_mean", "embed_concat")
@@ -88,7 +86,7 @@ def param_shapes(spec: NetSpec) -> dict:
     """Name -> shape of every parameter, input to output."""
     shapes = {}
     if spec.input_kind != "bow":
-        shapes["E"] = (spec.n_inputs, spec.embed_dim)                       # (V, e)
+        shapes["E"] = (spec.n_inputs, spec.embed_dim)                       # (V, E)
     fan_in = input_width(spec)
     sizes = list(spec.hidden) + [spec.n_classes]
     for layer, fan_out in zip([l for l in plan(spec) if l.W != "E"], sizes):
@@ -141,51 +139,40 @@ def forward(params: dict, spec: NetSpec, X, train: bool = False,
         x = x.with_data(data.astype(params[layers[0].W].dtype, copy=False))
     caches = []
     for i, layer in enumerate(layers):
-        W, b = params[layer.W], params.get(layer.b) if layer.b else None
-        if layer.kind == "sparse":
-            k, _ = sparse_forward(W, b, x)
-        elif layer.kind == "embed_concat":
-            k, _ = embed_concat_forward(W, x)
-        else:
-            k, _ = dense_forward(W, b, x)
-        h = k if layer.act == "identity" else activations.get(layer.act, spec.leaky_slope)[0](k)
+        W, b = params[layer.W], params.get(layer.b) if layer.b else None      # (D, H) or (V, E); (H,)
+        k, cache = KINDS[layer.kind][0](W, b, x, pad_id=spec.pad_id)        # k (N, H): x W + b
+        h = k if layer.act == "identity" else activations.get(layer.act, spec.leaky_slope)[0](k)   # (N, H)
         mask = None
         if train and layer.dropout > 0:
             mask = masks[i] if masks is not None else dropout_mask(h.shape, layer.dropout, rng, h.dtype)
-        caches.append((x, k, h, mask))
-        x = h * mask if mask is not None else h
-    return x, caches
+        caches.append((cache, k, h, mask))
+        x = h * mask if mask is not None else h                                # (N, H) the next layer's input
+    return x, caches                                                           # z (N, C)
 
 
 def backward(params: dict, spec: NetSpec, caches: list, dz) -> dict:
     """Gradients of the loss for every parameter, from dz = dℓ/dz (N, C), batch mean included."""
     layers = plan(spec)
     grads = {}
-    dh = dz
+    dh = dz                                                                    # (N, C) dℓ/dz
     for i in range(len(layers) - 1, -1, -1):
         layer = layers[i]
-        x, k, h, mask = caches[i]
+        cache, k, h, mask = caches[i]
         if layer.W == "E" and spec.freeze_embeddings:
             break
         if mask is not None:
-            dh = dh * mask
+            dh = dh * mask                                                     # (N, H)
         if layer.act == "identity":
             dk = dh
         else:
-            dk = dh * activations.get(layer.act, spec.leaky_slope)[1](k, h)   # dℓ/dk = dℓ/dh ⊙ g'(k)
+            dk = dh * activations.get(layer.act, spec.leaky_slope)[1](k, h)   # (N, H) dℓ/dk = dℓ/dh ⊙ g'(k)
         W, b = params[layer.W], params.get(layer.b) if layer.b else None
-        if layer.kind == "sparse":
-            dW, db = sparse_backward(W, b, x, dk)
-            dx = None
-        elif layer.kind == "embed_concat":
-            dW, db, dx = embed_concat_backward(W, x, dk, spec.pad_id), None, None
-        else:
-            need_dx = i > 0 and not (layers[i - 1].W == "E" and spec.freeze_embeddings)
-            dx, dW, db = dense_backward(W, b, x, dk, need_dx=need_dx)
+        need_dx = i > 0 and not (layers[i - 1].W == "E" and spec.freeze_embeddings)
+        dx, dW, db = KINDS[layer.kind][1](W, b, cache, dk, need_dx, pad_id=spec.pad_id)   # like x, W, b
         grads[layer.W] = dW
         if layer.b:
             grads[layer.b] = db
-        dh = dx
+        dh = dx                                                                # (N, H_prev)
     return grads
 
 
@@ -229,7 +216,7 @@ def merge(spec: NetSpec, members: list) -> tuple:
     a layer reading the shared input (the bag, or the ids of E) is the members' weights
     concatenated along the output (D, K·H); a layer reading blocks is block-diagonal
     (K·H, K·H'); the output layer averages: mean of U_k on the shared bag, or U_k/K
-    stacked (K·H, C). For embed_concat, f holds T positions of K·e columns, so H1's rows
+    stacked (K·H, C). For embed_concat, f holds T positions of K·E columns, so H1's rows
     are interleaved to match. Dropout is off at prediction, so the merged forward pass is
     exactly the mean of the members'.
     """
@@ -254,7 +241,7 @@ def merge(spec: NetSpec, members: list) -> tuple:
         elif last:
             W = (np.mean(Ws, axis=0) if not stacked else np.concatenate(Ws) / K).astype(Ws[0].dtype)
         elif not stacked:
-            W = np.concatenate(Ws, axis=1)                                  # (D, K·H) or (V, K·e)
+            W = np.concatenate(Ws, axis=1)                                  # (D, K·H) or (V, K·E)
         else:
             W = _block_diag(Ws)                                             # (K·H, K·H')
         params[layer.W] = W

@@ -1,8 +1,10 @@
 """Optimisers and learning-rate schedules.
 
 An optimiser owns its state and nothing else: ``step(params, grads, lr)`` updates
-``params`` in place. A ``Rows`` gradient updates only its rows, and the state of
-those rows only (lazy momentum, lazy Adam), so a step never touches V-sized arrays.
+``params`` in place. A ``Rows`` gradient updates only its rows, and the state of those
+rows only (lazy momentum, lazy Adam): a step never reads or writes every row of a (V, H)
+table. (Plain SGD's fused update builds one int32 (V+1,) row-pointer array, while V is
+small next to the batch: see layers.ProductRows.)
 Schedules are pure functions of the step.
 """
 
