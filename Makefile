@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= ../shared/data
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 venv: $(STAMP)
 
@@ -20,8 +20,11 @@ demo: $(STAMP)
 	$(BIN)/nlclf eval runs/demo data/demo/test.tsv
 	head -n 5 data/demo/unlabeled.txt | $(BIN)/nlclf predict runs/demo - --proba
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP)            # everything, on two processes (pytest-xdist)
+	$(BIN)/python -m pytest -n 2
+
+test-fast: $(STAMP)       # math, features, formats, config, checkpoints: seconds
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from nlclf import checkpoint, config, pipeline
-from test_cli import BASE_CONFIG, ENV, PREDICT_TEXT, REPO, TIMEOUT, show, write_tsv
+from conftest import BASE_CONFIG, ENV, PREDICT_TEXT, REPO, TIMEOUT, show, write_tsv
 
 WORKERS = 4
 

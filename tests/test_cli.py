@@ -30,36 +30,10 @@ import yaml
 
 from nlclf.checkpoint import model_files as checkpoint_files
 
-REPO = Path(__file__).resolve().parent.parent
+from conftest import (BASE_CONFIG, ENV, KEYWORDS, LABELS, PREDICT_LINES, PREDICT_TEXT, REPO, TIMEOUT,
+                      assert_ok, show, texts_for, write_tsv)
+
 WORKERS = 6
-TIMEOUT = 120          # seconds: a hung command fails its test instead of hanging the run
-
-ENV = {k: v for k, v in os.environ.items() if k not in ("NLCLF_DATA_ROOT", "PYTHONUNBUFFERED")}
-# One BLAS thread per process: several CLI processes run at once on few cores.
-ENV.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-
-KEYWORDS = {
-    "sport": ["goal", "match", "team", "coach", "league", "score", "stadium", "player"],
-    "food": ["pasta", "sauce", "oven", "recipe", "garlic", "bread", "cheese", "soup"],
-    "tech": ["laptop", "compiler", "server", "python", "kernel", "router", "database", "cpu"],
-}
-LABELS = sorted(KEYWORDS)
-FILLER = ["the", "a", "today", "really", "new", "very", "some", "our"]
-
-# Predict input: one empty line in the middle; None = any known label will do.
-PREDICT_LINES = [("goal match team", "sport"), ("", None), ("pasta sauce oven", "food"),
-                 ("laptop compiler server", "tech"), ("the stadium player coach", "sport"),
-                 ("bread cheese soup", "food"), ("kernel router database", "tech")]
-PREDICT_TEXT = "".join(t + "\n" for t, _ in PREDICT_LINES)
-
-BASE_CONFIG = {
-    "seed": 7,
-    "data": {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"},
-    "features": {"kind": "bow", "min_count": 1},
-    "model": {"hidden": [16], "activation": "relu"},
-    "train": {"optimizer": "adam", "lr": 0.05, "batch_size": 8, "epochs": 8, "patience": 0},
-    "output": {"dir": "runs/test-cli-must-not-be-used"},
-}
 
 
 # ---------------------------------------------------------------- helpers
@@ -74,34 +48,6 @@ def run_many(calls: list) -> list:
     """Run (args, stdin text or None) pairs concurrently; results in the same order."""
     with ThreadPoolExecutor(max_workers=WORKERS) as ex:
         return list(ex.map(lambda c: run_cli(*c[0], input=c[1]), calls))
-
-
-def show(r: subprocess.CompletedProcess) -> str:
-    cmd = " ".join(str(a) for a in r.args[2:])
-    return (f"\n$ {cmd}\nexit {r.returncode}\n--- stdout\n{r.stdout[-3000:]}"
-            f"\n--- stderr\n{r.stderr[-3000:]}")
-
-
-def assert_ok(r):
-    assert r.returncode == 0, show(r)
-    assert "Traceback" not in r.stderr, show(r)
-
-
-def texts_for(label: str, n: int, rng: random.Random) -> list:
-    out = []
-    for _ in range(n):
-        words = rng.sample(KEYWORDS[label], 3) + rng.sample(FILLER, 2)
-        rng.shuffle(words)
-        out.append(" ".join(words))
-    return out
-
-
-def write_tsv(path: Path, n_per_class: int, seed: int, labels=LABELS) -> Path:
-    rng = random.Random(seed)
-    rows = [(lab, t) for lab in labels for t in texts_for(lab, n_per_class, rng)]
-    rng.shuffle(rows)
-    path.write_text("".join(f"{lab}\t{t}\n" for lab, t in rows), encoding="utf-8")
-    return path
 
 
 def write_config(path: Path, **sections) -> Path:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from nlclf import checkpoint, config, search
-from test_cli import BASE_CONFIG, ENV, LABELS, REPO, TIMEOUT, show, write_tsv
+from conftest import BASE_CONFIG, ENV, LABELS, REPO, TIMEOUT, cfg_text, show, write_tsv
 
 COMMANDS = [["train"], ["eval"], ["compare"], ["inspect"], ["predict"], ["cv"], ["tune"],
             ["config", "init"], ["config", "show"], ["config", "check"]]
@@ -35,13 +35,6 @@ def cli(*args, cwd=REPO, input=None, env=None):
 def many(calls):
     with ThreadPoolExecutor(max_workers=4) as ex:
         return list(ex.map(lambda c: cli(*c[0], **c[1]), calls))
-
-
-def cfg_text(**sections) -> str:
-    cfg = json.loads(json.dumps(BASE_CONFIG))
-    for name, value in sections.items():
-        cfg[name] = dict(cfg[name], **value) if isinstance(value, dict) else value
-    return yaml.safe_dump(cfg, sort_keys=False)
 
 
 SMALL = ["--set", "model.hidden=[16]", "--set", "train.lr=0.05", "--set", "train.batch_size=8",
@@ -310,7 +303,7 @@ def test_tune_stops_starting_trials_when_its_time_budget_is_spent(world, tmp_pat
     root, work, _ = world
     (tmp_path / "space.yaml").write_text("train.lr: [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]\n")
     r = cli("tune", "--train", work / "train.tsv", "--dev", work / "dev.tsv", "--space", tmp_path / "space.yaml",
-            "--jobs", "1", "--out", tmp_path / "t", "--time-budget", "1s", *SMALL[:-2], "--set", "train.epochs=60",
+            "--jobs", "1", "--out", tmp_path / "t", "--time-budget", "1s", *SMALL[:-2], "--set", "train.epochs=1500",
             "--set", "train.patience=0")
     assert r.returncode == 0, show(r)
     board = json.loads((tmp_path / "t" / "leaderboard.json").read_text())

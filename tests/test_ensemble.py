@@ -45,7 +45,7 @@ def test_one_member_is_that_network(rng):
 from nlclf import rundir, checkpoint, config, pipeline          # noqa: E402
 from nlclf.errors import Interrupted                    # noqa: E402
 
-from test_pipeline import write_data                    # noqa: E402
+from conftest import write_data                    # noqa: E402
 
 ENSEMBLE = """seed: 3
 data: {train: train.tsv, dev: dev.tsv, test: test.tsv}

@@ -9,7 +9,7 @@ import pytest
 from nlclf import parallel, pipeline, predict
 from nlclf.errors import DataError
 
-from test_pipeline import cfg_for
+from conftest import cfg_for
 
 
 def square_with_pid(x):

@@ -10,32 +10,7 @@ import pytest
 from nlclf import checkpoint, config, pipeline, predict
 from nlclf.errors import DataError
 
-TOPICS = {"fruit": "apple banana cherry grape mango pear plum",
-          "tools": "hammer saw drill wrench chisel pliers level",
-          "birds": "robin eagle sparrow finch owl heron crow"}
-
-
-def write_data(root: Path, n=30, seed=0):
-    rng = np.random.default_rng(seed)
-    for split, size in (("train", n), ("dev", n // 3), ("test", n // 3)):
-        lines = []
-        for i in range(size):
-            for label, words in TOPICS.items():
-                w = words.split()
-                lines.append(f"{label}\t{' '.join(rng.choice(w, size=rng.integers(2, 7)))} and some filler")
-        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-
-
-def cfg_for(kind, tmp_path, **features):
-    write_data(tmp_path)
-    text = f"""
-data: {{train: train.tsv, dev: dev.tsv, test: test.tsv}}
-features: {{kind: {kind}, embed_dim: 8, max_tokens: 6}}
-model: {{hidden: [16]}}
-train: {{epochs: 8, lr: 0.01, batch_size: 16}}
-"""
-    over = [f"features.{k}={v}" for k, v in features.items()]
-    return config.load_text(text, "t.yaml", over)
+from conftest import cfg_for, write_data
 
 
 @pytest.mark.parametrize("kind,extra", [("bow", {}), ("bow", {"ngrams": 2, "hash_buckets": 64, "weighting": "tfidf"}),

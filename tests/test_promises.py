@@ -29,7 +29,7 @@ import yaml
 
 from nlclf import checkpoint, config, data, pipeline, rundir
 from nlclf.errors import DataError
-from test_cli import BASE_CONFIG, ENV, REPO, TIMEOUT, show, write_tsv
+from conftest import BASE_CONFIG, ENV, REPO, TIMEOUT, cfg_text, show, write_tsv
 
 
 def cli(*args, cwd=REPO, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, input=None, **kw):
@@ -43,17 +43,6 @@ def cli(*args, cwd=REPO, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.P
 def popen(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "nlclf.cli", *map(str, args)], cwd=REPO, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-
-def dump(cfg: dict) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
-
-
-def cfg_text(**sections) -> str:
-    cfg = json.loads(json.dumps(BASE_CONFIG))
-    for name, value in sections.items():
-        cfg[name] = dict(cfg[name], **value) if isinstance(value, dict) else value
-    return dump(cfg)
 
 
 def snapshot(folder: Path) -> dict:

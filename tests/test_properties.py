@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from nlclf import checkpoint, config, data, pipeline
 from nlclf.config import Config, DataConfig
 from nlclf.errors import CheckpointError, ConfigError, NlclfError
-from test_cli import KEYWORDS, texts_for
+from conftest import KEYWORDS, texts_for
 
 # Derandomized for reproducible CI; no example database; no "explain" phase (it costs seconds per failure).
 SETTINGS = settings(deadline=None, derandomize=True, database=None, print_blob=True,

@@ -9,7 +9,7 @@ import pytest
 
 from nlclf import checkpoint, config, inspection, pipeline
 
-from test_pipeline import write_data
+from conftest import write_data
 
 REPO = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -14,14 +14,14 @@ import pytest
 
 from nlclf import checkpoint, rundir
 
-from test_pipeline import write_data
+from conftest import write_data
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = """seed: 5
 data: {train: train.tsv, dev: dev.tsv}
 features: {kind: bow}
 model: {hidden: [32], dropout: 0.3}
-train: {optimizer: adam, lr: 0.003, batch_size: 2, epochs: 150, patience: 0, checkpoint_seconds: 0}
+train: {optimizer: adam, lr: 0.003, batch_size: 2, epochs: 80, patience: 0, checkpoint_seconds: 0}
 """
 
 

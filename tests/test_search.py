@@ -11,7 +11,7 @@ import pytest
 from nlclf import config, search
 from nlclf.errors import ConfigError
 
-from test_pipeline import write_data
+from conftest import write_data
 
 REPO = Path(__file__).resolve().parent.parent
 
