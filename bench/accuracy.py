@@ -46,6 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from splits import SETS, protocol_splits  # noqa: E402
+from nlclf.report import table  # noqa: E402
 
 DEFAULT_KINDS = ("bow", "embed_mean", "embed_concat")
 BASE_YAML = "data: {train: x}"  # the data paths are unused: fit_lists takes lists
@@ -274,16 +275,13 @@ def markdown(info, summary, peers, runs, tgt, notes):
           f"- Python {m['python']}, numpy {m['numpy']} ({m['platform']})",
           f"- Date: {info['date']}; wall time of the nlclf runs: {info['wall_seconds'] / 60:.1f} min",
           "", "Command:", "", "```sh", info["command"], "```", "",
-          "## Results", "",
-          "| system | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
-    for label, row in summary.items():
-        L.append(f"| {label} | " + " | ".join(cell(row.get(s)) if s in info["sets"] else "–"
-                                              for s in sets) + " |")
+          "## Results", ""]
+    rows = [[label, *(cell(row.get(s)) if s in info["sets"] else "–" for s in sets)] for label, row in summary.items()]
     for peer in ("tfidf_lr", "fasttext"):
         row = {s: peers[s][peer] for s in peers if peer in peers[s]}
-        L.append(f"| {PEER_NAMES[peer]} | " + " | ".join(cell(row.get(s)) for s in sets) + " |")
-    for label, figs in PUBLISHED:
-        L.append(f"| {label} | " + " | ".join(f"{figs[s]:.1f}" if s in figs else "–" for s in sets) + " |")
+        rows.append([PEER_NAMES[peer], *(cell(row.get(s)) for s in sets)])
+    rows += [[label, *(f"{figs[s]:.1f}" if s in figs else "–" for s in sets)] for label, figs in PUBLISHED]
+    L += table(["system", *sets], rows)
     L += ["",
           "† Published figures, quoted and not re-run under this protocol. Kim (2014) trained "
           "its SST models on phrase-level labels too; the files here hold whole sentences only.",
@@ -296,32 +294,28 @@ def markdown(info, summary, peers, runs, tgt, notes):
     L += [f"Note: {n}" for n in notes]
     L += ["", "## Targets", "",
           f"nlclf (best config per set) must reach the target; the zero-config default "
-          f"(`nlclf default (bow)`) must be within {DEFAULT_GAP} points of it.", "",
-          "| set | target | nlclf best | met | default (bow) | gap | default within "
-          f"{DEFAULT_GAP} |", "|---|---|---|---|---|---|---|"]
+          f"(`nlclf default (bow)`) must be within {DEFAULT_GAP} points of it.", ""]
+    rows = []
     for name in sets:
         t = tgt.get(name)
         if t is None:
-            L.append(f"| {name} | ≥ {TARGETS[name]:.1f} | not run | – | – | – | – |")
+            rows.append([name, f"≥ {TARGETS[name]:.1f}", "not run", "–", "–", "–", "–"])
             continue
         best = f"{t['best']:.2f} ({t['best_label']}{'' if t['from_best_configs'] else '; no best config'})"
         dflt = "–" if t["default"] is None else f"{t['default']:.2f}"
         gap = "–" if t["gap"] is None else f"{t['gap']:+.2f}"
         dm = "–" if t["default_met"] is None else ("met" if t["default_met"] else "missed")
-        L.append(f"| {name} | ≥ {t['target']:.1f} | {best} | {'met' if t['met'] else 'missed'} | "
-                 f"{dflt} | {gap} | {dm} |")
+        rows.append([name, f"≥ {t['target']:.1f}", best, "met" if t["met"] else "missed", dflt, gap, dm])
+    L += table(["set", "target", "nlclf best", "met", "default (bow)", "gap", f"default within {DEFAULT_GAP}"], rows)
     L += ["", "## Per-run details", "",
           "Seconds per run are `fit_lists` wall time (featurisation + training + dev evaluation), "
-          f"with {info['jobs']} runs sharing the machine; the SGD loop alone in parentheses.", "",
-          "| system | set | runs | accuracy per seed | s per run (SGD) | total s | best epoch | epochs run |",
-          "|---|---|---|---|---|---|---|---|"]
-    for label, row in summary.items():
-        for name in sets:
-            if name in row:
-                s = row[name]
-                L.append(f"| {label} | {name} | {s['runs']} | {', '.join(f'{v:.2f}' for v in s['per_seed'])} | "
-                         f"{s['fit_seconds_mean']:.1f} ({s['train_seconds_mean']:.1f}) | "
-                         f"{s['fit_seconds_total']:.0f} | {s['best_epoch_mean']} | {s['epochs_run_mean']} |")
+          f"with {info['jobs']} runs sharing the machine; the SGD loop alone in parentheses.", ""]
+    rows = [[label, name, s["runs"], ", ".join(f"{v:.2f}" for v in s["per_seed"]),
+             f"{s['fit_seconds_mean']:.1f} ({s['train_seconds_mean']:.1f})", f"{s['fit_seconds_total']:.0f}",
+             s["best_epoch_mean"], s["epochs_run_mean"]]
+            for label, row in summary.items() for name in sets if name in row for s in [row[name]]]
+    L += table(["system", "set", "runs", "accuracy per seed", "s per run (SGD)", "total s", "best epoch",
+                "epochs run"], rows)
     ensembles = [(label, name, s["members"]) for label, row in summary.items() for name, s in row.items()
                  if s.get("members", 1) > 1]
     if ensembles:

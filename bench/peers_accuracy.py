@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
 from splits import SETS, protocol_splits
+from nlclf.report import table
 
 try:
     import fasttext
@@ -104,11 +105,9 @@ def run(sets, data_root, seeds, solver):
 def markdown(results):
     """Markdown table: one row per set, one column per peer, 'mean ± std'."""
     peers = sorted({p for r in results.values() for p in r})
-    lines = ["| set | " + " | ".join(peers) + " |", "|---" * (len(peers) + 1) + "|"]
-    for name, r in results.items():
-        cells = [f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" if p in r else "–" for p in peers]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[name, *(f"{r[p]['mean']:.2f} ± {r[p]['std']:.2f}" if p in r else "–" for p in peers)]
+            for name, r in results.items()]
+    return "\n".join(table(["set", *peers], rows))
 
 
 def main():

@@ -8,38 +8,37 @@ pair of lists, so that every classifier is trained, selected and scored on ident
 * trec       -- dev is a stratified 10 % of train (one triple);
 * mr         -- 10-fold stratified CV over all.tsv; in each fold dev is a stratified
                 10 % of that fold's training part (ten triples).
+
+The reading and the splits are nlclf's own (``data.read_labelled``, ``data.stratified_split``,
+``search.folds``): what ``nlclf train`` holds out as dev and ``nlclf cv`` folds is exactly
+what the benchmark does.
 """
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from nlclf import data, search
+from nlclf.config import DataConfig
 
 SETS = ("sst5", "sst2", "trec", "mr")
+TSV = DataConfig(format="tsv")
+DEV_FRACTION = 0.1
 
 
 def load_tsv(path):
     """Read a ``label<TAB>text`` file; return ``(labels, texts)`` as lists of str."""
-    labels, texts = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line:
-                label, text = line.split("\t", 1)
-                labels.append(label)
-                texts.append(text)
-    return labels, texts
+    return data.read_labelled(path, TSV)
 
 
-def _take(data, idx):
+def _take(pair, idx):
     """Subset a ``(labels, texts)`` pair by an index array."""
-    return [data[0][i] for i in idx], [data[1][i] for i in idx]
+    return [pair[0][i] for i in idx], [pair[1][i] for i in idx]
 
 
-def _hold_out_dev(data, seed):
-    """Split ``data`` into (train 90 %, dev 10 %), stratified by label."""
-    idx = np.arange(len(data[0]))
-    tr, dev = train_test_split(idx, test_size=0.1, stratify=data[0], random_state=seed)
-    return _take(data, tr), _take(data, dev)
+def _hold_out_dev(pair, seed):
+    """Split ``pair`` into (train 90 %, dev 10 %), stratified by label, as nlclf train does."""
+    is_dev = data.stratified_split(pair[0], DEV_FRACTION, seed)
+    return _take(pair, np.flatnonzero(~is_dev)), _take(pair, np.flatnonzero(is_dev))
 
 
 def protocol_splits(name, data_root, seed):
@@ -52,10 +51,9 @@ def protocol_splits(name, data_root, seed):
         train, dev = _hold_out_dev(load_tsv(root / "train.tsv"), seed)
         yield train, dev, load_tsv(root / "test.tsv")
     elif name == "mr":
-        data = load_tsv(root / "all.tsv")
-        folds = StratifiedKFold(n_splits=10, shuffle=True, random_state=seed)
-        for rest, test in folds.split(np.zeros(len(data[0])), data[0]):
-            train, dev = _hold_out_dev(_take(data, rest), seed)
-            yield train, dev, _take(data, test)
+        pair = load_tsv(root / "all.tsv")
+        for rest, test in search.folds(pair[0], 10, seed):
+            train, dev = _hold_out_dev(_take(pair, rest), seed)
+            yield train, dev, _take(pair, test)
     else:
         raise ValueError(f"unknown data set {name!r}; expected one of {SETS}")

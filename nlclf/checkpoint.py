@@ -1,4 +1,4 @@
-"""The only code that reads or writes model files.
+"""The only code that reads or writes model files (and the training state for --resume).
 
 A model folder holds ``model.json`` (format version, config, vocabulary, labels, network
 shape, a SHA-256 of the arrays, and the name of the arrays file) and that arrays file,

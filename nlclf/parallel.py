@@ -59,6 +59,21 @@ class _Failure:
 _END = object()
 
 
+def _answer(conn, fn, item) -> bool:
+    """In a worker: send back ``fn(item)``, or the error it raised; False once the parent is gone."""
+    try:
+        out = fn(item)
+    except BaseException as e:                   # noqa: BLE001 - handed to the parent
+        out = _Failure(e)
+    try:
+        conn.send(out)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    except Exception as e:                       # the result or the error does not pickle
+        conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
+    return True
+
+
 def _serve(conn, inherited: list) -> None:
     """A worker's loop: an item in, its result (or the error it raised) out, until the parent
     closes its end. Ctrl-C is left to the parent, which ends the workers itself."""
@@ -72,16 +87,8 @@ def _serve(conn, inherited: list) -> None:
             item = conn.recv()
         except (EOFError, OSError):
             return
-        try:
-            out = _FN(item)
-        except BaseException as e:               # noqa: BLE001 - handed to the parent
-            out = _Failure(e)
-        try:
-            conn.send(out)
-        except (BrokenPipeError, ConnectionResetError):
+        if not _answer(conn, _FN, item):
             return
-        except Exception as e:                   # the result or the error does not pickle
-            conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int = 0, min_items: int = 1) -> Iterator:
@@ -160,14 +167,7 @@ def _run_one(conn, fn, item) -> None:
     _mark_worker()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        out = fn(item)
-    except BaseException as e:                   # noqa: BLE001 - handed to the parent
-        out = _Failure(e)
-    try:
-        conn.send(out)
-    except Exception as e:                       # the result or the error does not pickle
-        conn.send(_Failure(RuntimeError(f"a worker's result could not be sent back: {e!r}")))
+    _answer(conn, fn, item)
 
 
 def unordered_map(fn: Callable, items: list, workers: int = 0, should_start: Callable | None = None) -> Iterator:

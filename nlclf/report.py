@@ -1,4 +1,4 @@
-"""Run reports: report.json and report.md beside the checkpoint."""
+"""What the commands print, and the run's reports: every table, report.json and report.md."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ from pathlib import Path
 
 from .metrics import CONFUSION_MAX
 from .rundir import atomic_write
+
+
+def table(header: list, rows: list, right=()) -> list:
+    """A Markdown table as lines: ``header``, the separator (columns whose index is in ``right``
+    aligned right), then ``rows``; every cell is str()-ed. The package's reports and the
+    benchmarks' pages all draw their tables with it."""
+    sep = ["---:" if i in right else "---" for i in range(len(header))]
+    return ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join(sep) + "|"] + \
+           ["| " + " | ".join(map(str, row)) + " |" for row in rows]
 
 
 def duration(seconds: float) -> str:
@@ -46,24 +55,19 @@ def event_line(event: str, info: dict) -> str | None:
 def metrics_table(m: dict) -> str:
     """The per-class table and confusion matrix of a metrics.report dict, as Markdown."""
     labels = m["labels"]
-    lines = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-    for lab in labels:
-        c = m["per_class"][lab]
-        lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-    for avg in ("micro", "macro", "weighted"):
-        a = m[f"{avg}_avg"]
-        lines.append(f"| *{avg} avg* | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {m['n']} |")
+    f3 = lambda d: [f"{d['precision']:.3f}", f"{d['recall']:.3f}", f"{d['f1']:.3f}"]
+    rows = [[lab, *f3(m["per_class"][lab]), m["per_class"][lab]["support"]] for lab in labels]
+    rows += [[f"*{avg} avg*", *f3(m[f"{avg}_avg"]), m["n"]] for avg in ("micro", "macro", "weighted")]
+    lines = table(["class", "precision", "recall", "F1", "support"], rows, right={1, 2, 3, 4})
     if m.get("confusion_matrix") is None:
         lines += ["", f"Most frequent confusions (the full confusion matrix is kept up to "
-                      f"{CONFUSION_MAX} classes; this set has {len(labels)}):", "",
-                  "| true | predicted | count |", "|---|---|---:|"]
-        lines += [f"| {c['true']} | {c['predicted']} | {c['count']} |" for c in m.get("top_confusions", [])]
+                      f"{CONFUSION_MAX} classes; this set has {len(labels)}):", ""]
+        lines += table(["true", "predicted", "count"],
+                       [[c["true"], c["predicted"], c["count"]] for c in m.get("top_confusions", [])], right={2})
         return "\n".join(lines)
-    lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
-              "| true \\ predicted | " + " | ".join(labels) + " |",
-              "|---|" + "---:|" * len(labels)]
-    for lab, row in zip(labels, m["confusion_matrix"]):
-        lines.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
+    lines += table(["true \\ predicted", *labels], [[lab, *row] for lab, row in zip(labels, m["confusion_matrix"])],
+                   right=set(range(1, len(labels) + 1)))
     return "\n".join(lines)
 
 
@@ -230,16 +234,13 @@ def cv_markdown(r: dict) -> str:
     progress = "" if r["finished"] == r["planned"] else f" ({r['finished']} of {r['planned']} runs finished)"
     out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples{progress}", "",
            f"**accuracy {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f}**, "
-           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", "",
-           "| seed | fold | test examples | accuracy | macro-F1 | best epoch | seconds |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
-    for x in r["runs"]:
-        if "error" in x:
-            out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | failed: {x['error'].splitlines()[0][:80]} "
-                       f"| | | |")
-            continue
-        out.append(f"| {x['seed']} | {x['fold']} | {x['n_test']} | {x['accuracy']:.4f} | {x['macro_f1']:.4f} "
-                   f"| {x['best_epoch']} | {x['seconds']:.1f} |")
+           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", ""]
+    rows = [[x["seed"], x["fold"], x["n_test"], f"failed: {x['error'].splitlines()[0][:80]}", "", "", ""]
+            if "error" in x else
+            [x["seed"], x["fold"], x["n_test"], f"{x['accuracy']:.4f}", f"{x['macro_f1']:.4f}", x["best_epoch"],
+             f"{x['seconds']:.1f}"] for x in r["runs"]]
+    out += table(["seed", "fold", "test examples", "accuracy", "macro-F1", "best epoch", "seconds"], rows,
+                 right=set(range(7)))
     return "\n".join(out) + "\n"
 
 
@@ -247,9 +248,8 @@ def tune_markdown(r: dict) -> str:
     keys = sorted({k for t in r["trials"] for k in t["settings"]})
     out = [f"# Hyperparameter search: objective {r['objective']}", "",
            f"{len(r['trials'])} trials ({r.get('finished', len(r['trials']))} runs finished), epochs per rung "
-           f"{r['rungs']}, {r['seconds']:.0f} s", "",
-           "| rank | trial | " + " | ".join(keys) + " | seed | epochs | score | seconds |",
-           "|---:|---:|" + "---|" * len(keys) + "---:|---:|---:|---:|"]
+           f"{r['rungs']}, {r['seconds']:.0f} s", ""]
+    rows = []
     for rank, t in enumerate(r["trials"], start=1):
         vals = [(f"{t['settings'][k]:.4g}" if isinstance(t["settings"].get(k), float) else str(t["settings"].get(k, "")))
                 for k in keys]
@@ -259,6 +259,9 @@ def tune_markdown(r: dict) -> str:
             sc = f"error: {(t['error'].splitlines() or [''])[0][:60]}"
         else:
             sc = "not run yet"
-        out.append(f"| {rank} | {t['trial']} | " + " | ".join(vals) +
-                   f" | {t['seed']} | {t['epochs'] if t['epochs'] is not None else ''} | {sc} | {t['seconds']:.1f} |")
+        rows.append([rank, t["trial"], *vals, t["seed"], t["epochs"] if t["epochs"] is not None else "", sc,
+                     f"{t['seconds']:.1f}"])
+    n = len(keys)
+    out += table(["rank", "trial", *keys, "seed", "epochs", "score", "seconds"], rows,
+                 right={0, 1, n + 2, n + 3, n + 4, n + 5})
     return "\n".join(out) + "\n"

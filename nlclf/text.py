@@ -1,4 +1,4 @@
-"""Text to tokens: normalisation, tokenizers and n-grams, as pure functions."""
+"""Text to tokens: normalisation, the tokenizers and character n-grams, as pure functions."""
 
 from __future__ import annotations
 

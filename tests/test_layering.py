@@ -2,6 +2,7 @@
 nothing of the rest; only the CLI imports typer or prints."""
 
 import ast
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "nlclf"
@@ -92,3 +93,61 @@ def test_the_checker_sees_relative_imports():
     assert {"nn.activations", "nn.layers", "nn.losses"} <= set(targets)
     targets, _, _ = imports(ROOT / "pipeline.py")
     assert {"checkpoint", "data", "config"} <= set(targets)
+
+
+# --- the README's layout section: generated from the tree, in layer order ----------------------
+
+README = ROOT.parent / "README.md"
+OTHER = [("configs/", "configs of the demo, XOR and the benchmark sets; best/: the tuned ones; spaces/: search spaces"),
+         ("data/", "the sets written for the project: demo/ (four topics) and xor/ (the notes' XOR)"),
+         ("tests/", "fast tier (make test-fast): math, features, formats, config, checkpoints; slow: CLI, processes"),
+         ("bench/", "benchmarks: make bench-accuracy, make bench-speed; identity.py: same config, same model"),
+         ("docs/", "benchmark and performance tables, pictures")]
+
+
+def summary(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = doc.split("\n\n")[0].replace("\n", " ")
+    sentence = first.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 88 else sentence[:85].rsplit(" ", 1)[0].rstrip(" ->,:") + " ..."
+
+
+def layout() -> str:
+    """The layout block: every module of nlclf in layer order, with its docstring's first sentence."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    mods = [p for p in modules() if dotted(p)]
+    mods.sort(key=lambda p: (rank[layer_of(dotted(p))], p.name != "__init__.py", dotted(p)))
+    lines = ["nlclf/" + " " * 22 + "(a module imports only the ones above it: tests/test_layering.py)"]
+    group = None                                            # the package whose members are listed below it
+    for p in mods:
+        rel = p.relative_to(ROOT)
+        if p.name == "__init__.py":
+            group = rel.parent
+            lines.append(f"  {str(rel.parent) + '/':<26}{summary(p)}")
+        elif len(rel.parts) > 1 and rel.parent == group:
+            lines.append(f"    {rel.name:<24}{summary(p)}")
+        else:
+            group = None
+            lines.append(f"  {str(rel):<26}{summary(p)}")
+    lines += [f"{name:<28}{what}" for name, what in OTHER]
+    return "\n".join(lines)
+
+
+def readme_section() -> str:
+    text = README.read_text()
+    start = text.index("## Layout")
+    block = text.index("```", start)
+    return text[block + 4:text.index("```", block + 3)].rstrip("\n")
+
+
+def test_the_readme_layout_is_the_tree():
+    """Regenerate with: python tests/test_layering.py --write-readme"""
+    assert readme_section() == layout(), "README's layout is stale: python tests/test_layering.py --write-readme"
+
+
+if __name__ == "__main__" and "--write-readme" in sys.argv:
+    text = README.read_text()
+    start = text.index("## Layout")
+    block = text.index("```", start)
+    end = text.index("```", block + 3)
+    README.write_text(text[:block + 4] + layout() + "\n" + text[end:])

@@ -199,24 +199,16 @@ def _predict_then_ctrl_c(world, stdin, write):
     return p.returncode, err.decode()
 
 
-def test_ctrl_c_while_predict_reads_a_slow_pipe_exits_130_with_one_line(world):
-    r, w = os.pipe()
+@pytest.mark.parametrize("source", ["a slow pipe", "a terminal"])
+def test_ctrl_c_while_predict_reads_exits_130_with_one_line(world, source):
+    """`tail -f log | nlclf predict M` or an interactive terminal: Ctrl-C while a thread waits
+    on stdin once aborted with 'Fatal Python error: _enter_buffered_busy' (exit 134)."""
+    reader, writer = os.pipe() if source == "a slow pipe" else pty.openpty()[::-1]
     try:
-        code, err = _predict_then_ctrl_c(world, r, lambda b: os.write(w, b))
+        code, err = _predict_then_ctrl_c(world, reader, lambda b: os.write(writer, b))
     finally:
-        os.close(r)
-        os.close(w)
-    assert code == 130, err
-    assert "Fatal Python error" not in err and "Traceback" not in err and len(err.splitlines()) <= 1, err
-
-
-def test_ctrl_c_while_predict_reads_a_terminal_exits_130_with_one_line(world):
-    leader, follower = pty.openpty()
-    try:
-        code, err = _predict_then_ctrl_c(world, follower, lambda b: os.write(leader, b))
-    finally:
-        os.close(leader)
-        os.close(follower)
+        os.close(reader)
+        os.close(writer)
     assert code == 130, err
     assert "Fatal Python error" not in err and "Traceback" not in err and len(err.splitlines()) <= 1, err
 

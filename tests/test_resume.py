@@ -96,13 +96,19 @@ def test_signal_then_resume_is_bitwise_identical(setup, sig, code, delay):
     assert again.returncode == 4 and b"finished; there is nothing to resume" in err
 
 
-def test_resume_with_another_config_is_refused(setup):
-    tmp = setup
+def _interrupted_run(tmp: Path) -> Path:
+    """A run stopped by Ctrl-C after its first saved state."""
     run = tmp / "run"
     p = nlclf(tmp, "train", str(tmp / "c.yaml"), "--out", str(run), "-q")
     _wait_for(run / rundir.PARTIAL / "state.json")
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=120) == 130
+    return run
+
+
+def test_resume_with_another_config_is_refused(setup):
+    tmp = setup
+    run = _interrupted_run(tmp)
     r = nlclf(tmp, "train", str(tmp / "c.yaml"), "--resume", str(run), "--set", "train.lr=0.1", "-q")
     _, err = r.communicate(timeout=120)
     assert r.returncode == 2 and b"train.lr" in err
@@ -110,11 +116,7 @@ def test_resume_with_another_config_is_refused(setup):
 
 def test_resume_on_changed_data_is_refused_unless_forced(setup):
     tmp = setup
-    run = tmp / "run"
-    p = nlclf(tmp, "train", str(tmp / "c.yaml"), "--out", str(run), "-q")
-    _wait_for(run / rundir.PARTIAL / "state.json")
-    p.send_signal(signal.SIGINT)
-    assert p.wait(timeout=120) == 130
+    run = _interrupted_run(tmp)
     train = tmp / "train.tsv"
     lines = train.read_text().splitlines()
     assert lines[0].startswith("fruit\t")
