@@ -1,4 +1,4 @@
-"""The stack of layers of the notes: f -> k = H f + b_H -> h = g(k) -> ... -> z = U h + b_U.
+"""The stack of layers of the notes: f -> k = H f + b_H -> h = g(k) -> (more layers) -> z = U h + b_U.
 
 Parameters live in a plain dict of arrays, named as in the notes:
 ``E`` the embedding table, ``H1, bH1, H2, bH2, ...`` the hidden layers and
