@@ -254,23 +254,6 @@ DEV_FILE = typer.Option(None, "--dev", metavar="FILE", help="Dev file (overrides
 TEST_FILE = typer.Option(None, "--test", metavar="FILE", help="Test file (overrides data.test).")
 
 
-def _summary(r: dict) -> str:
-    if r.get("members"):
-        best = (f"ensemble of {len(r['members'])}, best epochs "
-                + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
-    else:
-        best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
-    parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
-    if "test" in r["final"]:
-        parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
-    parts.append(f"{r['total_seconds']:.1f} s")
-    line = ", ".join(parts)
-    if r.get("still_improving"):
-        line += (f"\n(the best epoch was the last of train.epochs = {r['epochs_cap']}: it was still improving; "
-                 f"raise train.epochs, e.g. --set train.epochs={2 * r['epochs_cap']})")
-    return line + "\n"
-
-
 @app.command(epilog=_examples(
     "nlclf train --train train.tsv --dev dev.tsv --out runs/mine",
     "nlclf train configs/sst5.yaml --data-root ../shared/data --set train.lr=0.001"))
@@ -303,7 +286,8 @@ def train(config: Optional[str] = CONFIG_ARG,
                               resume=bool(resume), should_stop=stop, force=force, command=list(sys.argv))
             except Interrupted as e:
                 raise Interrupted(f"{e}; the state is saved: continue with --resume {where}", e.exit_code) from None
-        _emit(_summary(r))
+        from .report import train_summary
+        _emit(train_summary(r))
 
 
 FAIL_UNDER_METRICS = ("accuracy", "macro_f1", "micro_f1", "weighted_f1")

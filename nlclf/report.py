@@ -29,6 +29,25 @@ def duration(seconds: float) -> str:
     return f"{h}h{m:02d}m"
 
 
+def train_summary(r: dict) -> str:
+    """The line `nlclf train` prints: where, the best epoch(s), dev and test accuracy, seconds; and a
+    second when the run was still improving at its last epoch."""
+    if r.get("members"):
+        best = (f"ensemble of {len(r['members'])}, best epochs "
+                + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
+    else:
+        best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
+    parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
+    if "test" in r["final"]:
+        parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
+    parts.append(f"{r['total_seconds']:.1f} s")
+    line = ", ".join(parts)
+    if r.get("still_improving"):
+        line += (f"\n(the best epoch was the last of train.epochs = {r['epochs_cap']}: it was still improving; "
+                 f"raise train.epochs, e.g. --set train.epochs={2 * r['epochs_cap']})")
+    return line + "\n"
+
+
 def event_line(event: str, info: dict) -> str | None:
     """One plain line for a progress event of the pipeline, or None for events that have none
     (batches, counts while reading)."""
