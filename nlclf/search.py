@@ -389,6 +389,86 @@ def search_signature(cfg: Config, space: dict, trials: int, cv: int, halving: bo
             "trials": trials, "cv": cv, "halving": halving, "metric": metric}
 
 
+def _plan(cfg: Config, space: dict, trials: int, log) -> tuple:
+    """(settings, seeds) of every trial: a grid when the space is all lists, else ``trials``
+    random draws; the seeds from the search's generator, each trial validated first."""
+    rng = np.random.default_rng(cfg.seed)
+    combos = grid(space)
+    if combos is not None:
+        settings = combos
+        log(f"the space is all lists: grid search over {len(combos)} combinations")
+    else:
+        settings = [sample(space, rng) for _ in range(trials)]
+    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=len(settings))]
+    for st, sd in zip(settings, seeds):
+        trial_config(cfg, st, sd)
+    return settings, seeds
+
+
+def _planned(n_trials: int, rungs: list) -> int:
+    """Trial runs of the whole search, rung by rung (each rung keeps a third)."""
+    planned, n = 0, n_trials
+    for _ in rungs:
+        planned, n = planned + n, max(1, math.ceil(n / HALVING_ETA))
+    return planned
+
+
+class _Board:
+    """The leaderboard of a search as it fills: a row per trial (its latest rung), a result per
+    trial run; ``as_dict`` is what leaderboard.json holds."""
+
+    def __init__(self, cfg: Config, settings: list, seeds: list, rungs: list, cv: int, signature: dict):
+        self.cfg, self.rungs, self.cv, self.signature = cfg, rungs, cv, signature
+        self.rows = [{"trial": i + 1, "settings": st, "seed": sd, "score": None, "epochs": None, "seconds": 0.0}
+                     for i, (st, sd) in enumerate(zip(settings, seeds))]
+        self.results: list = []
+        self.t0 = time.perf_counter()
+
+    def record(self, i: int, r: int, res) -> dict:
+        """Trial i's result at rung r (an exception: a failed run, its worker maybe lost)."""
+        if isinstance(res, BaseException):
+            lost = isinstance(res, parallel.WorkerLost) or type(res).__name__ == "KilledWorker"
+            res = {"score": None, "error": _error_text(res), "seconds": 0.0, "lost": lost}
+        row = self.rows[i]
+        row.update(score=res["score"], epochs=self.rungs[r], rung=r + 1, best_epoch=res.get("best_epoch"),
+                   seconds=row["seconds"] + res["seconds"])
+        row.pop("error", None)
+        if "error" in res:
+            row["error"] = res["error"]
+        self.results.append(dict(res, trial=i + 1, rung=r + 1))
+        return res
+
+    def done(self, i: int, r: int) -> bool:
+        return any(x["trial"] == i + 1 and x["rung"] == r + 1 for x in self.results)
+
+    def best(self):
+        return max((x for x in self.rows if x["score"] is not None), key=lambda x: x["score"], default=None)
+
+    def line(self, i: int, res: dict, planned: int) -> str:
+        """The log line of a finished trial run: its score, the best so far, an ETA."""
+        best = self.best()
+        what = (f"failed: {res['error'].splitlines()[0]}" if "error" in res
+                else f"{res['score']:.4f} ({self.rows[i]['epochs']} epochs)")
+        return (f"trial {i + 1} [{len(self.results)}/{planned}]: {what}; best so far "
+                + (f"{best['score']:.4f} (trial {best['trial']})" if best else "none")
+                + _eta(self.t0, len(self.results), planned))
+
+    def survivors(self, alive: list) -> list:
+        """Successive halving: the best third of the trials of a rung go on."""
+        ok = sorted((i for i in alive if self.rows[i]["score"] is not None), key=lambda i: -self.rows[i]["score"])
+        return ok[:max(1, math.ceil(len(alive) / HALVING_ETA))]
+
+    def as_dict(self) -> dict:
+        ordered = sorted(self.rows, key=lambda x: (x["score"] is None, -(x.get("rung") or 0),
+                                                   -(x["score"] if x["score"] is not None else 0), x["trial"]))
+        best = next((x for x in ordered if x["score"] is not None), None)
+        best_cfg = trial_config(self.cfg, best["settings"], best["seed"]) if best else None
+        return {"objective": f"{'cv' + str(self.cv) + ' mean ' if self.cv > 1 else 'dev '}{self.cfg.train.metric}",
+                "trials": ordered, "best": best, "best_config": config_mod.to_dict(best_cfg) if best_cfg else None,
+                "rungs": self.rungs, "seconds": time.perf_counter() - self.t0, "finished": len(self.results),
+                "search": self.signature, "results": list(self.results)}
+
+
 def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None, cv: int = 0,
              halving: bool = False, scheduler: str | None = None, root=None, metric: str | None = None,
              log=lambda msg: None, on_update=None, done: list | None = None,
@@ -405,91 +485,43 @@ def run_tune(cfg: Config, space: dict, trials: int = 20, jobs: int | None = None
     signature = search_signature(cfg, space, trials, cv, halving, metric)
     if metric:
         cfg = trial_config(cfg, {"train.metric": metric}, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    combos = grid(space)
-    if combos is not None:
-        settings = combos
-        log(f"the space is all lists: grid search over {len(combos)} combinations")
-    else:
-        settings = [sample(space, rng) for _ in range(trials)]
-    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=len(settings))]
-    for st, sd in zip(settings, seeds):
-        trial_config(cfg, st, sd)                              # validates every trial first
+    settings, seeds = _plan(cfg, space, trials, log)
     pool = executor(jobs, scheduler)
     try:
         examples = _search_examples(cfg, root, cv)
     except BaseException:
         pool.close()
         raise
-    t0 = time.perf_counter()
     rungs = _rungs(cfg.train.epochs, len(settings), halving)
-    rows = [{"trial": i + 1, "settings": st, "seed": sd, "score": None, "epochs": None, "seconds": 0.0}
-            for i, (st, sd) in enumerate(zip(settings, seeds))]
+    board = _Board(cfg, settings, seeds, rungs, cv, signature)
+    planned = _planned(len(settings), rungs)
     previous = {(d["trial"], d["rung"]): d for d in (done or []) if not d.get("lost")}
-    results: list = []
-
-    def record(i: int, r: int, res: dict) -> None:
-        row = rows[i]
-        row.update(score=res["score"], epochs=rungs[r], rung=r + 1, best_epoch=res.get("best_epoch"),
-                   seconds=row["seconds"] + res["seconds"])
-        row.pop("error", None)
-        if "error" in res:
-            row["error"] = res["error"]
-        results.append(dict(res, trial=i + 1, rung=r + 1))
-
-    def board() -> dict:
-        ordered = sorted(rows, key=lambda x: (x["score"] is None, -(x.get("rung") or 0),
-                                              -(x["score"] if x["score"] is not None else 0), x["trial"]))
-        best = next((x for x in ordered if x["score"] is not None), None)
-        best_cfg = trial_config(cfg, best["settings"], best["seed"]) if best else None
-        return {"objective": f"{'cv' + str(cv) + ' mean ' if cv > 1 else 'dev '}{cfg.train.metric}",
-                "trials": ordered, "best": best, "best_config": config_mod.to_dict(best_cfg) if best_cfg else None,
-                "rungs": rungs, "seconds": time.perf_counter() - t0, "finished": len(results),
-                "search": signature, "results": list(results)}
-
-    alive = list(range(len(rows)))
-    planned, n = 0, len(rows)
-    for _ in rungs:                                 # trial runs of the whole search, rung by rung
-        planned, n = planned + n, max(1, math.ceil(n / HALVING_ETA))
-    in_budget = (lambda: True) if time_budget is None else (lambda: time.perf_counter() - t0 < time_budget)
+    in_budget = (lambda: True) if time_budget is None else (lambda: time.perf_counter() - board.t0 < time_budget)
+    alive = list(range(len(settings)))
     try:
         for r, epochs in enumerate(rungs):
-            todo = []
+            todo = [i for i in alive if (i + 1, r + 1) not in previous]
             for i in alive:
                 if (i + 1, r + 1) in previous:
-                    record(i, r, previous[(i + 1, r + 1)])
-                else:
-                    todo.append(i)
-            if previous and len(todo) < len(alive):
+                    board.record(i, r, previous[(i + 1, r + 1)])
+            if len(todo) < len(alive):
                 log(f"rung {r + 1}: {len(alive) - len(todo)} trial(s) taken from the interrupted search")
             tasks = [(config_mod.to_dict(trial_config(cfg, settings[i], seeds[i], epochs)), cv, root, cfg.seed)
                      for i in todo]
             for j, res in pool.results(run_trial, examples, tasks, in_budget):
-                i = todo[j]
-                if isinstance(res, BaseException):
-                    lost = isinstance(res, parallel.WorkerLost) or type(res).__name__ == "KilledWorker"
-                    res = {"score": None, "error": _error_text(res), "seconds": 0.0, "lost": lost}
-                record(i, r, res)
-                best = max((x for x in rows if x["score"] is not None), key=lambda x: x["score"], default=None)
-                eta = _eta(t0, len(results), planned)
-                what = (f"failed: {res['error'].splitlines()[0]}" if "error" in res
-                        else f"{res['score']:.4f} ({epochs} epochs)")
-                log(f"trial {i + 1} [{len(results)}/{planned}]: {what}; best so far "
-                    + (f"{best['score']:.4f} (trial {best['trial']})" if best else "none") + eta)
+                log(board.line(todo[j], board.record(todo[j], r, res), planned))
                 if on_update is not None:
-                    on_update(board())
+                    on_update(board.as_dict())
             if not in_budget():
-                skipped = [i + 1 for i in todo if not any(x["trial"] == i + 1 and x["rung"] == r + 1 for x in results)]
+                skipped = [i + 1 for i in todo if not board.done(i, r)]
                 if skipped:
                     log(f"time budget of {time_budget:.0f} s spent: {len(skipped)} trial(s) not started "
                         f"(trials {', '.join(map(str, skipped[:10]))}{' ...' if len(skipped) > 10 else ''})")
                 break
-            if r < len(rungs) - 1:
-                ok = sorted((i for i in alive if rows[i]["score"] is not None), key=lambda i: -rows[i]["score"])
-                alive = ok[:max(1, math.ceil(len(alive) / HALVING_ETA))]
+            alive = board.survivors(alive)
     finally:
         pool.close()
-    return board()
+    return board.as_dict()
 
 
 def tune_into(out, overwrite: bool, resume: bool, cfg: Config, space: dict, trials: int = 20,
