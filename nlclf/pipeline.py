@@ -225,14 +225,16 @@ def _known_params(cfg: Config) -> int:
 
 
 class Labelled:
-    """The texts of a labelled input, streamed once; its labels gathered on the way into
-    ``labels`` (interned: a million lines hold a handful of label strings)."""
+    """The texts of a labelled input, streamed (again at each iteration, from ``records()``);
+    the labels of the latest pass gathered on the way into ``labels`` (interned: a million
+    lines hold a handful of label strings)."""
 
     def __init__(self, records):
         self.records, self.labels = records, []
 
     def __iter__(self):
-        for _, label, text in self.records:
+        self.labels = []
+        for _, label, text in self.records():
             self.labels.append(sys.intern(label))
             yield text
 
@@ -278,30 +280,28 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
     train_records = lambda: data.iter_labelled(train_path, cfg.data)
     with runtime.malloc_thresholds(runtime.FEATURIZING_MALLOC):
         if dev_path is not None:
-            first = Labelled(data.iter_labelled(train_path, cfg.data, log))
-            featurizer.fit_vocab(counted(first, "read"))
+            notes = [log]                                     # format notes and bad lines: said once
+            first = Labelled(lambda: data.iter_labelled(train_path, cfg.data, notes.pop() if notes else None))
+            X = featurizer.fit_counts(lambda: counted(first, "read"))
             labels = first.labels
             data.check_trainable(labels, train_path)
             progress("stage_end", {"stage": "read", "lines": len(labels), "file": str(train_path),
                                    "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
-            X = featurizer.transform_counts(counted((text for _, _, text in train_records()), "featurize"))
             dev_labels, dev_texts = data.read_labelled(dev_path, cfg.data, log, known=set(labels))
             X_dev = featurizer.transform_counts(dev_texts)
             del dev_texts
         else:
-            all_labels = data.read_labels(counted(data.iter_labelled(train_path, cfg.data, log), "read"))
+            all_labels = data.read_labels(data.iter_labelled(train_path, cfg.data, log))
             data.check_trainable(all_labels, train_path)
             is_dev = data.stratified_split(all_labels, cfg.data.dev_fraction, cfg.seed)
             labels = [l for l, d in zip(all_labels, is_dev) if not d]
             dev_labels = [l for l, d in zip(all_labels, is_dev) if d]
             log(f"no dev file: held out {len(dev_labels)} of the training examples ({cfg.data.dev_fraction:.0%}, "
                 f"{data.split_kind(all_labels, cfg.data.dev_fraction)}, seed {cfg.seed})")
-            featurizer.fit_vocab(counted((text for (_, _, text), d in zip(train_records(), is_dev) if not d),
-                                         "vocabulary"))
+            X, X_dev = featurizer.fit_counts(lambda: counted((text for _, _, text in train_records()), "read"),
+                                             is_dev)
             progress("stage_end", {"stage": "read", "lines": len(all_labels), "file": str(train_path),
                                    "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
-            X, X_dev = featurizer.transform_split(counted((text for _, _, text in train_records()), "featurize"),
-                                                  is_dev)
         label_set = _label_set(labels, cfg, train_path)
         if len(label_set) < 2:
             raise DataError(f"{train_path}: only one class ({label_set.labels[0]}); need at least two")

@@ -122,8 +122,8 @@ def test_bigrams_in_vocabulary_and_hashed():
     assert "the cat" in f.vocab and f.n_features == len(f.vocab) + 16
     X = f.transform(["the cat", "cat the"])          # "cat the" was never seen: hashed
     assert f.vocab.index["the cat"] in X[0].indices
-    assert len(f.vocab) + bucket_of("cat the", 16) in X[1].indices
-    assert bucket_of("cat the", 16) == bucket_of("cat the", 16)
+    assert len(f.vocab) + f.ngram_bucket(["cat", "the"]) in X[1].indices
+    assert f.ngram_bucket(["cat", "the"]) == f.ngram_bucket(["cat", "the"])
     g = bow(ngrams=2)                                 # no buckets: unseen bigrams are dropped
     assert g.transform(["cat the"]).nnz == 2
 

@@ -1,49 +1,80 @@
 """The bag of (n-)grams: ``bow`` and ``embed_mean`` read X (N, D) in CSR.
 
-Shapes: the package's letters (N texts, V vocabulary), B hash buckets, D = V + B features.
+Shapes: the package's letters (N texts, V vocabulary), B hash buckets, D = V + B features,
+and T tokens of a chunk.
 
 Each text is the counts of its words, its word n-grams (2..``ngrams``, never across texts)
 and the character n-grams of its words (fastText's subwords), over the training vocabulary;
 n-grams outside it go to one of B hashed buckets, or are dropped when B = 0. ``weigh`` then
 applies the weighting (features.weighting), ``char_weight`` and the row normalisation.
+
+No string is built per token occurrence. Texts become integer ids once (one dictionary
+lookup a token); word n-grams are 64-bit hashes of the ids of their words, computed with
+NumPy over the whole chunk and looked up in the sorted keys of the vocabulary's n-grams;
+the character n-grams of a word are looked up once per distinct word and expanded to its
+occurrences by a gather. Fitting counts everything in one pass that keeps each chunk's ids,
+so the training texts are tokenized once (``fit_counts``).
 """
 
 from __future__ import annotations
 
 import itertools
 import zlib
-from collections import Counter
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
 
+from .. import parallel
 from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams
+from ..vocab import PAD, UNK, UNK_ID, Vocabulary
 from . import weighting
-from .base import TextFeaturizer
+from .base import CHUNK, TextFeaturizer
+
+MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def bucket_of(gram: str, n_buckets: int) -> int:
-    """Stable hash of an n-gram into 0..B-1 (CRC-32: the same in every process)."""
+    """Stable hash of a character n-gram into 0..B-1 (CRC-32: the same in every process)."""
     return zlib.crc32(gram.encode("utf-8")) % n_buckets
 
 
-def word_grams(tokens: list, is_sep, n: int):
-    """The word n-grams (2..n) of a separated token stream that do not cross a separator:
-    (positions of their first token, strings)."""
+def _mix(h):
+    """splitmix64's finaliser, elementwise on uint64."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * _M1
+        h = (h ^ (h >> np.uint64(27))) * _M2
+        return h ^ (h >> np.uint64(31))
+
+
+def key_of(columns: list):
+    """uint64 keys of n-grams given as ``columns``, n arrays of non-negative ids: a bigram's
+    key packs its two ids exactly ((a << 32) | b); a longer n-gram's mixes the next ids in
+    (splitmix64), a 64-bit hash."""
+    key = (columns[0].astype(np.uint64) << np.uint64(32)) | columns[1].astype(np.uint64)
+    for c in columns[2:]:
+        key = _mix(key) ^ c.astype(np.uint64)
+    return key
+
+
+def gram_keys(ids, is_sep, n: int):
+    """(positions of their first token (G,), keys (G,) uint64) of the n-grams of size n of a
+    separated stream of non-negative ids that do not cross a separator."""
+    if len(ids) < n:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
     cs = np.concatenate([[0], np.cumsum(is_sep)])
-    out_pos, out_grams = [], []
-    for size in range(2, n + 1):
-        if len(tokens) < size:
-            break
-        starts = np.flatnonzero(cs[size:] == cs[:-size])              # windows free of SEP
-        if size == 2:
-            grams = [tokens[i] + NGRAM_SEP + tokens[i + 1] for i in starts.tolist()]
-        else:
-            grams = [NGRAM_SEP.join(tokens[i:i + size]) for i in starts.tolist()]
-        out_pos.append(starts)
-        out_grams.extend(grams)
-    pos = np.concatenate(out_pos) if out_pos else np.zeros(0, np.int64)
-    return pos, out_grams
+    starts = np.flatnonzero(cs[n:] == cs[:-n])                        # windows free of SEP
+    return starts, key_of([ids[starts + j] for j in range(n)])
+
+
+def _counts_merge(parts: list) -> tuple:
+    """One (sorted unique keys, summed counts, the ids of one occurrence (U, n)) from several."""
+    k = np.concatenate([p[0] for p in parts])
+    c = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    u, first, inv = np.unique(k, return_index=True, return_inverse=True)
+    return u, np.bincount(inv, weights=c, minlength=len(u)).astype(np.int64), w[first]
 
 
 def stack_csr(parts: list, n_cols: int):
@@ -68,12 +99,89 @@ def stack_csr(parts: list, n_cols: int):
     return sp.csr_matrix((data, indices, indptr), shape=(n, n_cols))
 
 
+class _FitPass:
+    """The one pass over the training texts that fitting needs: every token gets a global id
+    (workers tokenize a chunk and give its distinct tokens and local ids; this process maps
+    them), and the counts of every distinct token and word n-gram on the rows outside
+    ``mask`` are kept; with ``keep``, so are each chunk's global ids, for its X."""
+
+    def __init__(self, bag: "Bag", mask, keep: bool):
+        self.bag, self.mask, self.keep = bag, mask, keep
+        self.index: dict = {}                                  # token -> global id
+        self.tokens: list = []                                 # global id -> token
+        self.counts = np.zeros(0, dtype=np.int64)              # global id -> count
+        self.sizes = range(2, bag.spec.ngrams + 1)
+        self.parts = {n: [] for n in self.sizes}               # (keys, counts, ids) to merge
+        self.held = {n: 0 for n in self.sizes}
+        self.chunks: list = []
+        self.sep = -1
+
+    def run(self, texts) -> None:
+        start = 0
+        for distinct, lids in parallel.ordered_map(self.bag._local_ids, parallel.chunks(texts, CHUNK),
+                                                   self.bag.spec.workers, min_items=2):
+            before = len(self.index)
+            gmap = np.fromiter((self.index.setdefault(t, len(self.index)) for t in distinct), dtype=np.int64,
+                               count=len(distinct))
+            self.tokens.extend(t for t, g in zip(distinct, gmap.tolist()) if g >= before)
+            self.sep = self.index.get(SEP, -1)
+            gids = gmap[lids]                                                # (T,)
+            is_sep = gids == self.sep
+            n_rows = int(is_sep.sum())
+            m = None if self.mask is None else np.asarray(self.mask[start:start + n_rows], dtype=bool)
+            start += n_rows
+            rows = np.cumsum(is_sep) - is_sep
+            counted = ~is_sep if m is None else ~is_sep & ~m[rows]
+            if len(self.counts) < len(self.index):
+                self.counts = np.concatenate([self.counts, np.zeros(len(self.index) - len(self.counts), np.int64)])
+            self.counts += np.bincount(gids[counted], minlength=len(self.index))
+            for n in self.sizes:
+                self._count_grams(n, gids, is_sep, None if m is None else m[rows])
+            if self.keep:
+                self.chunks.append((gids.astype(np.int32), m))
+
+    def _count_grams(self, n: int, gids, is_sep, held_out) -> None:
+        pos, keys = gram_keys(gids, is_sep, n)
+        if held_out is not None:
+            keep = ~held_out[pos]
+            pos, keys = pos[keep], keys[keep]
+        u, first, c = np.unique(keys, return_index=True, return_counts=True)
+        words = np.stack([gids[pos[first] + j] for j in range(n)], axis=1).astype(np.int32)   # (U, n)
+        self.parts[n].append((u, c, words))
+        self.held[n] += len(u)
+        if self.held[n] > MERGE_EVERY:
+            merged = _counts_merge(self.parts[n])
+            self.parts[n], self.held[n] = [merged], len(merged[0])
+
+    def ngrams(self) -> dict:
+        """n -> (unique keys, counts, the global ids of their words (U, n))."""
+        return {n: _counts_merge(self.parts[n]) if self.parts[n] else
+                (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros((0, n), np.int32)) for n in self.sizes}
+
+    def key_ids(self, keyid: dict):
+        """(distinct tokens,) the key id (features.bag.Bag._tables) of every global id."""
+        out = np.fromiter((keyid.get(t, UNK_ID) for t in self.tokens), dtype=np.int64, count=len(self.tokens))
+        if self.sep >= 0:
+            out[self.sep] = -1
+        return out
+
+
+def _local_ids(featurizer, texts: list):
+    """A worker's share of fitting: the chunk's distinct tokens, in first-seen order, and the
+    local id of each token occurrence (int32; SEP included)."""
+    tokens = featurizer._tokens(texts)
+    distinct = list(dict.fromkeys(tokens))
+    local = dict(zip(distinct, range(len(distinct))))
+    return distinct, np.fromiter(map(local.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+
+
 class Bag(TextFeaturizer):
-    """Words, word n-grams and character n-grams -> weighted CSR (N, D)."""
+    """Words, word n-grams and character n-grams -> CSR (N, D) of counts, then weighed."""
 
     def __init__(self, spec, vocab=None, weights=None):
         super().__init__(spec, vocab, weights)       # weights (D,) float32: idf (tfidf) or NB spread (nb)
-        self._char_cache = self._scale = None
+        self._scale = None
+        self._index = None                           # the lookup tables, derived from the vocabulary (_tables)
 
     @property
     def char_range(self) -> tuple:
@@ -86,103 +194,216 @@ class Bag(TextFeaturizer):
         return len(self.vocab) + self.spec.hash_buckets
 
     def _vocab_changed(self) -> None:
-        self._char_cache = self._scale = None
+        self._scale = self._index = None
 
-    def chunk_counts(self, texts: list) -> Counter:
-        """How often each token, word n-gram and character n-gram occurs in a chunk of texts."""
-        tokens = self._tokens(texts)
-        counts = Counter(tokens)
-        if self.char_range:
-            lo, hi = self.char_range
-            for token, c in list(counts.items()):
-                if token != SEP:
-                    for g in char_ngrams(token, lo, hi):
-                        counts[g] += c
-        if self.spec.ngrams > 1:
-            is_sep = np.fromiter((t == SEP for t in tokens), dtype=bool, count=len(tokens))
-            counts.update(word_grams(tokens, is_sep, self.spec.ngrams)[1])
-        return counts
+    # --- the lookup tables of a vocabulary --------------------------------------------------
 
-    def token_ids(self, texts: list):
-        """(ids, rows, N): the feature id of every token, n-gram and character n-gram of the
-        texts, and the text it belongs to. Unknown words -> <unk>; n-grams outside the
-        vocabulary -> a hash bucket, or dropped when B = 0."""
-        tokens = self._tokens(texts)
-        ids, rows, is_sep = self.word_ids(tokens)
-        if self._char_cache is None:
-            self._char_cache = {}
-        keep = ~is_sep
-        out_ids, out_rows = [ids[keep]], [rows[keep]]
-        if self.spec.ngrams > 1:
-            pos, grams = word_grams(tokens, is_sep, self.spec.ngrams)
-            gids = self._gram_ids(grams)
-            found = gids >= 0
-            out_ids.append(gids[found])
-            out_rows.append(rows[pos[found]])
-        if self.char_range:
-            cids, cpos = self._char_ids(tokens, ids)
-            out_ids.append(cids)
-            out_rows.append(rows[cpos])
-        if len(out_ids) == 1:
-            return out_ids[0], out_rows[0], len(texts)
-        return np.concatenate(out_ids), np.concatenate(out_rows), len(texts)
+    def _tables(self):
+        """(key id of every token, per n-gram size its sorted keys and their feature ids,
+        character n-gram string -> feature id, a cache of each word's character n-gram ids),
+        built once from the vocabulary.
 
-    def _gram_ids(self, grams: list):
-        """(G,) feature ids of n-grams: the vocabulary's, else a hash bucket, else -1 (dropped)."""
-        V, B = len(self.vocab), self.spec.hash_buckets
-        gids = np.fromiter(map(self._lookup.get, grams, itertools.repeat(-1)), dtype=np.int64,
-                           count=len(grams))
+        A token's key id is its feature id; a word in the vocabulary only inside n-grams (cut
+        by max_size) gets a pseudo id >= V, which reads as <unk> for the word itself; SEP is -1."""
+        if self._index is None:
+            tokens = self.vocab.tokens
+            keyid = {}
+            grams, chars = [], {}
+            for i, t in enumerate(tokens):
+                if t.startswith(CHAR_MARK):
+                    chars[t] = i
+                elif NGRAM_SEP in t:
+                    grams.append((t.split(NGRAM_SEP), i))
+                elif i >= 2:
+                    keyid[t] = i
+            for words, _ in grams:
+                for w in words:
+                    keyid.setdefault(w, len(tokens) + len(keyid))        # pseudo ids: past every feature
+            keyid[SEP] = -1
+            by_size: dict = {}
+            for words, i in grams:
+                by_size.setdefault(len(words), []).append(([keyid[w] for w in words], i))
+            lookup = {}
+            for n, items in by_size.items():
+                ids = np.array([w for w, _ in items], dtype=np.int64)                # (G, n)
+                key = key_of([ids[:, j] for j in range(n)])
+                order = np.argsort(key, kind="stable")
+                lookup[n] = (key[order], np.array([i for _, i in items], dtype=np.int64)[order])
+            self._index = (keyid, lookup, chars, {})
+        return self._index
+
+    def ngram_bucket(self, words: list) -> int:
+        """The hash bucket (0..B-1) a word n-gram outside the vocabulary goes to: its key, from the
+        words' key ids (unknown words as <unk>), modulo B."""
+        keyid = self._tables()[0]
+        ids = [np.array([keyid.get(w, UNK_ID)], dtype=np.int64) for w in words]
+        return int(key_of(ids)[0] % np.uint64(self.spec.hash_buckets))
+
+    def _gram_fids(self, n: int, keys):
+        """(G,) feature ids of n-gram keys: the vocabulary's, else a hash bucket, else -1 (dropped)."""
+        _, lookup, _, _ = self._tables()
+        out = np.full(len(keys), -1, dtype=np.int64)
+        if n in lookup and len(keys):
+            known, fids = lookup[n]
+            at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+            hit = known[at] == keys
+            out[hit] = fids[at[hit]]
+        B = self.spec.hash_buckets
         if B:
-            miss = np.flatnonzero(gids < 0)
-            if len(miss):
-                gids[miss] = [V + bucket_of(grams[i], B) for i in miss.tolist()]
-        return gids
+            miss = out < 0
+            out[miss] = len(self.vocab) + (keys[miss] % np.uint64(B)).astype(np.int64)
+        return out
 
-    def _char_ids(self, tokens: list, ids):
-        """(feature ids, positions in ``tokens``) of the character n-grams of every token but the
-        separators. Each distinct token's grams are looked up once per call; those of vocabulary
-        words are kept between calls (at most V entries, so memory stays flat on any input)."""
+    def _char_fids(self, token: str):
+        """The feature ids of a token's character n-grams (vocabulary or bucket; others dropped)."""
+        _, _, chars, _ = self._tables()
         lo, hi = self.char_range
-        cache = self._char_cache
-        local: dict = {}
-        parts = []
+        B, V = self.spec.hash_buckets, len(self.vocab)
+        out = []
+        for g in char_ngrams(token, lo, hi):
+            j = chars.get(g)
+            if j is not None:
+                out.append(j)
+            elif B:
+                out.append(V + bucket_of(g, B))
+        return np.array(out, dtype=np.int64)
 
-        def grams_of(token):                                    # -> index into parts
-            j = local.get(token)
-            if j is None:
-                g = cache.get(token)
-                if g is None:
-                    g = self._gram_ids(char_ngrams(token, lo, hi))
-                    g = g[g >= 0]
-                    if token in self._lookup:
-                        cache[token] = g
-                j = local[token] = len(parts)
-                parts.append(g)
-            return j
-
-        pos = np.flatnonzero(ids >= 0)                          # (T,) tokens that are words
-        which = np.fromiter(map(grams_of, [tokens[i] for i in pos.tolist()]), dtype=np.int64, count=len(pos))
-        if not parts:
-            return np.zeros(0, np.int64), pos
-        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))   # (U,)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        flat = np.concatenate(parts)                            # the grams of each distinct token
-        n = lengths[which]                                      # (T,) grams per token
-        ends = np.cumsum(n)
-        take = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[which], n)
-        return flat[take], np.repeat(pos, n)
+    # --- transform ----------------------------------------------------------------------------
 
     def counts(self, texts: list):
-        """Unweighted X (N, D) CSR: the counts of every feature."""
-        ids, rows, n = self.token_ids(texts)
-        X = sp.coo_matrix((np.ones(len(ids), dtype=np.float32), (rows, ids)),
-                          shape=(n, self.n_features)).tocsr()               # sums repeats
+        """Unweighted X (N, D) CSR: the counts of every feature of a chunk of texts."""
+        tokens = self._tokens(texts)
+        keyid = self._tables()[0]
+        ids = np.fromiter(map(keyid.get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64, count=len(tokens))
+        return self._assemble(ids, len(texts), lambda positions: [tokens[p] for p in positions])
+
+    def _assemble(self, ids, n_texts: int, token_at):
+        """CSR (N, D) of counts from a chunk's key ids (T,) (SEP = -1); ``token_at(positions)``
+        gives the strings of tokens, for the character n-grams of words outside the vocabulary."""
+        is_sep = ids == -1
+        rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
+        word = ~is_sep
+        V = len(self.vocab)
+        fids = np.where(ids < V, ids, UNK_ID)                               # pseudo ids are <unk> as words
+        cols, where = [fids[word]], [rows[word]]
+        for n in range(2, self.spec.ngrams + 1):
+            pos, keys = gram_keys(ids, is_sep, n)
+            g = self._gram_fids(n, keys)
+            found = g >= 0
+            cols.append(g[found])
+            where.append(rows[pos[found]])
+        if self.char_range:
+            c, r = self._chars(ids, word, rows, token_at)
+            cols.append(c)
+            where.append(r)
+        col = np.concatenate(cols) if len(cols) > 1 else cols[0]
+        row = np.concatenate(where) if len(where) > 1 else where[0]
+        X = sp.csr_matrix((np.ones(len(col), dtype=np.float32), (row, col)), shape=(n_texts, self.n_features))
         X.sum_duplicates()
         X.indices = X.indices.astype(np.int32, copy=False)
         return X
 
+    def _chars(self, ids, word, rows, token_at):
+        """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
+        word's grams looked up once (those of vocabulary words kept between calls, at most V),
+        then gathered to its occurrences."""
+        cache = self._tables()[3]
+        pos = np.flatnonzero(word)                                          # (T',) word occurrences
+        known = ids[pos] >= 2                                               # vocabulary words and pseudo-words
+        parts = []
+        part_of = np.empty(len(pos), dtype=np.int64)
+        uk, first, inv = np.unique(ids[pos[known]], return_index=True, return_inverse=True)
+        missing = [j for j, k in enumerate(uk.tolist()) if k not in cache]
+        if missing:
+            strings = token_at(pos[known][first[missing]])
+            for j, t in zip(missing, strings):
+                cache[int(uk[j])] = self._char_fids(t)
+        parts.extend(cache[k] for k in uk.tolist())
+        part_of[known] = inv
+        unknown = np.flatnonzero(~known)                                    # words outside the vocabulary
+        if len(unknown):
+            seen: dict = {}
+            for i, t in zip(unknown.tolist(), token_at(pos[unknown])):
+                j = seen.get(t)
+                if j is None:
+                    j = seen[t] = len(parts)
+                    parts.append(self._char_fids(t))
+                part_of[i] = j
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))   # (P,)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = np.concatenate(parts)                                        # the grams of each distinct word
+        n = lengths[part_of]                                                # (T',) grams per occurrence
+        ends = np.cumsum(n)
+        take = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[part_of], n)
+        return flat[take], rows[np.repeat(pos, n)]
+
     def stack(self, parts: list):
         return stack_csr(parts, self.n_features)
+
+    # --- fit ------------------------------------------------------------------------------------
+
+    def fit_vocab(self, texts: Iterable[str]):
+        """Count the training texts (streamed) and build the vocabulary."""
+        self._fit(texts, None, keep=False)
+        return self
+
+    def fit_counts(self, texts, mask=None):
+        """Fit the vocabulary on the training texts, tokenized once, and return their counts X;
+        with ``mask``, a boolean (N,) of the rows held out (dev), (X[~mask], X[mask]), the
+        vocabulary counted on the other rows only. ``texts``: a function giving the stream."""
+        return self._fit(texts(), mask, keep=True)
+
+    def _fit(self, texts: Iterable[str], mask, keep: bool):
+        fit = _FitPass(self, mask, keep)
+        fit.run(texts)
+        self._build_vocab(fit)
+        if not keep:
+            return None
+        gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
+        parts, held = [], []
+        while fit.chunks:
+            gids, m = fit.chunks.pop(0)
+            X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()),
+                               lambda positions, gids=gids: [fit.tokens[g] for g in gids[positions].tolist()])
+            if m is None:
+                parts.append(X)
+            else:
+                parts.append(X[~m])
+                held.append(X[m])
+        return self.stack(parts) if mask is None else (self.stack(parts), self.stack(held))
+
+    def _local_ids(self, texts: list):
+        return _local_ids(self, texts)
+
+    def _build_vocab(self, fit: "_FitPass") -> None:
+        """The vocabulary from the fit pass's counts: entries seen at least min_count times, the
+        max_size most frequent, ordered by (-count, token)."""
+        s = self.spec
+        entries = {t: c for t, c in zip(fit.tokens, fit.counts.tolist()) if c and t != SEP}
+        if self.char_range:
+            lo, hi = self.char_range
+            chars: dict = {}
+            for t, c in entries.items():
+                for g in char_ngrams(t, lo, hi):
+                    chars[g] = chars.get(g, 0) + c
+            entries.update((g, entries.get(g, 0) + c) for g, c in chars.items())
+        for n, (keys, c, words) in fit.ngrams().items():
+            ok = c >= s.min_count
+            if s.max_size and ok.sum() > s.max_size:                      # only those that can make the cut
+                cut = np.partition(c[ok], ok.sum() - s.max_size)[ok.sum() - s.max_size]
+                ok &= c >= cut
+            for ids, cnt in zip(words[ok].tolist(), c[ok].tolist()):
+                gram = NGRAM_SEP.join(fit.tokens[i] for i in ids)
+                entries[gram] = entries.get(gram, 0) + cnt
+        entries.pop(PAD, None)
+        entries.pop(UNK, None)
+        self.vocab = Vocabulary.build(entries, s.min_count, s.max_size)
+        self._lookup = None
+        self._vocab_changed()
+
+    # --- weights ----------------------------------------------------------------------------
 
     def fit_weights(self, X, y=None) -> None:
         """The idf (tfidf) or NB spread (nb) of each feature from the training counts X (N, D)

@@ -6,6 +6,7 @@ Shapes: the package's letters (N texts, V vocabulary, D features).
 The protocol a featurizer keeps (``bag.Bag``, ``ids.TokenIds``):
 
 - ``fit_vocab(texts)``: count the training texts (streamed) and build the vocabulary;
+- ``fit_counts(texts, mask)``: the vocabulary and the training X together (bags: one pass);
 - ``fit_weights(X, y)``: per-feature weights from the training counts and label ids (bags only);
 - ``counts(texts)`` / ``transform_counts(texts)``: the unweighted matrix of a chunk / a stream;
 - ``weigh(X)``: the weights and normalisation applied to counts; ``transform(texts)`` both;
@@ -120,6 +121,17 @@ class TextFeaturizer:
             parts.append(X[~m])
             held.append(X[m])
         return self.stack(parts), self.stack(held)
+
+    def fit_counts(self, texts, mask=None):
+        """Fit the vocabulary on training texts and return their counts X; with ``mask`` (a
+        boolean (N,) of rows held out as dev), (X[~mask], X[mask]) and the vocabulary from the
+        other rows. ``texts`` is a function giving a fresh stream of the texts each call: here
+        it is read twice (counts, then X); bags read it once."""
+        if mask is None:
+            self.fit_vocab(texts())
+            return self.transform_counts(texts())
+        self.fit_vocab(t for t, m in zip(texts(), mask) if not m)
+        return self.transform_split(texts(), mask)
 
     def transform(self, texts: Iterable[str]):
         """X for texts: the counts, weighed."""
