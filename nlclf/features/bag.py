@@ -58,6 +58,46 @@ def key_of(columns: list):
     return key
 
 
+class KeyTable:
+    """A static hash table from uint64 keys to int64 values, looked up for a whole array at once:
+    open addressing with linear probing in a power-of-two table at most half full, so most keys
+    are found (or missed) at the first probe, a gather on a table that fits the cache."""
+
+    EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)            # no n-gram key takes this value (ids are < 2^31)
+
+    def __init__(self, keys, values):
+        size = 1 << max(4, int(2 * max(len(keys), 1) - 1).bit_length())
+        self.mask = np.uint64(size - 1)
+        self.keys = np.full(size, self.EMPTY, dtype=np.uint64)
+        self.values = np.full(size, -1, dtype=np.int64)
+        slot = _mix(keys) & self.mask
+        todo = np.arange(len(keys))
+        while len(todo):                                  # insert, probing past occupied slots
+            s = slot[todo]
+            free = self.keys[s] == self.EMPTY
+            first = np.zeros(len(todo), dtype=bool)       # one key per free slot and round
+            _, at = np.unique(s[free], return_index=True)
+            first[np.flatnonzero(free)[at]] = True
+            self.keys[s[first]] = keys[todo[first]]
+            self.values[s[first]] = values[todo[first]]
+            todo = todo[~first]
+            slot[todo] = (slot[todo] + np.uint64(1)) & self.mask
+
+    def get(self, keys):
+        """(G,) the value of each key, -1 where absent."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        slot = _mix(keys) & self.mask
+        todo = np.arange(len(keys))
+        while len(todo):
+            s = slot[todo]
+            found = self.keys[s]
+            hit = found == keys[todo]
+            out[todo[hit]] = self.values[s[hit]]
+            todo = todo[~hit & (found != self.EMPTY)]
+            slot[todo] = (slot[todo] + np.uint64(1)) & self.mask
+        return out
+
+
 def gram_keys(ids, is_sep, n: int):
     """(positions of their first token (G,), keys (G,) uint64) of the n-grams of size n of a
     separated stream of non-negative ids that do not cross a separator."""
@@ -199,7 +239,7 @@ class Bag(TextFeaturizer):
     # --- the lookup tables of a vocabulary --------------------------------------------------
 
     def _tables(self):
-        """(key id of every token, per n-gram size its sorted keys and their feature ids,
+        """(key id of every token, per n-gram size a KeyTable from keys to feature ids,
         character n-gram string -> feature id, a cache of each word's character n-gram ids),
         built once from the vocabulary.
 
@@ -227,8 +267,7 @@ class Bag(TextFeaturizer):
             for n, items in by_size.items():
                 ids = np.array([w for w, _ in items], dtype=np.int64)                # (G, n)
                 key = key_of([ids[:, j] for j in range(n)])
-                order = np.argsort(key, kind="stable")
-                lookup[n] = (key[order], np.array([i for _, i in items], dtype=np.int64)[order])
+                lookup[n] = KeyTable(key, np.array([i for _, i in items], dtype=np.int64))
             self._index = (keyid, lookup, chars, {})
         return self._index
 
@@ -242,12 +281,7 @@ class Bag(TextFeaturizer):
     def _gram_fids(self, n: int, keys):
         """(G,) feature ids of n-gram keys: the vocabulary's, else a hash bucket, else -1 (dropped)."""
         _, lookup, _, _ = self._tables()
-        out = np.full(len(keys), -1, dtype=np.int64)
-        if n in lookup and len(keys):
-            known, fids = lookup[n]
-            at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
-            hit = known[at] == keys
-            out[hit] = fids[at[hit]]
+        out = lookup[n].get(keys) if n in lookup and len(keys) else np.full(len(keys), -1, dtype=np.int64)
         B = self.spec.hash_buckets
         if B:
             miss = out < 0
