@@ -174,9 +174,12 @@ def checksum(arrays: dict) -> str:
 
 
 def _arrays_and_meta(model: Classifier, config: Config):
+    config = dataclasses.replace(config, features=model.featurizer.spec)     # its "auto" values as resolved
     arrays = {f"param.{k}": v for k, v in model.params.items()}
     if model.featurizer.weights is not None:
         arrays["features.weights"] = model.featurizer.weights
+    if model.featurizer.vocab.counts is not None:
+        arrays["features.counts"] = model.featurizer.vocab.counts
     meta = {
         "format_version": FORMAT_VERSION,
         "nlclf_version": __version__,
@@ -252,7 +255,10 @@ def load(directory) -> tuple:
     _check_spec(spec, meta_path)
     _expect(math.isfinite(meta["temperature"]) and meta["temperature"] > 0, meta_path,
             f"damaged model metadata (temperature must be a positive number; got {meta['temperature']})")
-    vocab = Vocabulary(meta["vocab"]) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
+    counts = arrays.get("features.counts")
+    _expect(counts is None or (counts.shape == (len(meta["vocab"]),) and counts.dtype.kind in "iu"), arrays_path,
+            f"features.counts must hold one integer per vocabulary entry ({len(meta['vocab'])})")
+    vocab = Vocabulary(meta["vocab"], counts) if meta["vocab"][:2] == ["<pad>", "<unk>"] else None
     _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
     params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}
     weights = arrays.get("features.weights")
@@ -276,11 +282,14 @@ def load(directory) -> tuple:
 STATE_META = "state.json"
 
 
-def save_state(directory, state, config: Config, extra: dict | None = None) -> list:
-    """The whole training state (weights, optimiser, generator, position, best so far)."""
+def save_state(directory, state, config: Config, extra: dict | None = None, best_is_current: bool = False) -> list:
+    """The whole training state (weights, optimiser, generator, position, best so far).
+    ``best_is_current``: the best weights are the current ones (the epoch just ended was the
+    best), so they are written once."""
     directory = Path(directory)
     arrays = {f"param.{k}": v for k, v in state.params.items()}
-    arrays.update({f"best.{k}": v for k, v in state.best_params.items()})
+    if not best_is_current:
+        arrays.update({f"best.{k}": v for k, v in state.best_params.items()})
     arrays.update({f"opt.{k}": v for k, v in state.opt_arrays.items()})
     for i, member in enumerate(state.members):                  # an ensemble's finished members
         arrays.update({f"member{i}.{k}": v for k, v in member.items()})
@@ -292,7 +301,7 @@ def save_state(directory, state, config: Config, extra: dict | None = None) -> l
             "best_score": state.best_score if math.isfinite(state.best_score) else None,
             "since_best": state.since_best, "history": state.history, "done": state.done,
             "opt_t": state.opt_t, "rng_state": state.rng_state,
-            "member": state.member, "members_info": state.members_info,
+            "member": state.member, "members_info": state.members_info, "best_is_current": best_is_current,
             "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
             "sha256": checksum(arrays)}
     if extra:
@@ -317,10 +326,12 @@ def load_state(directory):
     try:
         group = lambda prefix: {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
         best = meta["best_score"]
+        best_params = ({k: v.copy() for k, v in group("param.").items()} if meta.get("best_is_current")
+                       else group("best."))
         state = State(params=group("param."), opt_arrays=group("opt."), opt_t=int(meta["opt_t"]),
                       rng_state=meta["rng_state"], epoch=int(meta["epoch"]), batch=int(meta["batch"]),
                       order=arrays.get("order"), loss_sum=float(meta["loss_sum"]), step=int(meta["step"]),
-                      best_params=group("best."), best_epoch=int(meta["best_epoch"]),
+                      best_params=best_params, best_epoch=int(meta["best_epoch"]),
                       best_score=-math.inf if best is None else float(best),
                       since_best=int(meta["since_best"]), history=list(meta["history"]), done=bool(meta["done"]),
                       member=int(meta.get("member", 0)), members_info=list(meta.get("members_info", [])))

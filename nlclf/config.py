@@ -68,10 +68,11 @@ class FeatureSpec:
     max_chars: int = 0                # cut each text to this many characters (0: no limit)
     max_token_chars: int = 100        # cut longer tokens to this many characters (bounds character n-grams)
     min_count: int = 1                # keep tokens and n-grams seen at least this often in training
-    max_size: int = 0                 # keep the most frequent (0: no limit)
+    max_size: int = 50000             # keep the most frequent (0: no limit)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
-    char_ngrams: tuple = (2, 5)       # (min, max): character n-grams of every word (bag kinds); (): none
+    char_ngrams: tuple = (2, 5)       # (min, max): character n-grams of words (bag kinds); (): none
+    char_below: int = "auto"          # only of words seen fewer times in training, and unknown words (0: every word; auto: by data size)
     char_weight: float = 0.1          # each character n-gram's value relative to a word's (after weighting)
     weighting: str = "nb"             # count | binary | log | tfidf | nb
     nb_alpha: float = 1.0             # smoothing of the class counts behind nb weights
@@ -109,10 +110,12 @@ class TrainConfig:
     warmup: int = 0                     # steps of linear warm-up
     batch_size: int = 64
     epochs: int = 20
+    epoch_size: int = 0                 # examples an epoch (dev evaluation, early stopping, checkpoint after each); 0: auto, all up to 200,000
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     clip_norm: float = 0.0              # 0: no clipping
     patience: int = 3                   # epochs without a better dev score before stopping (0: never)
+    min_delta: float = 0.0005           # a dev score must rise by more than this to reset the patience
     metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
     dtype: str = "float32"
     calibrate: bool = False             # fit a softmax temperature on the dev set after training
@@ -187,6 +190,7 @@ RULES = {
     "features.hash_buckets": _range(0, 2**24),
     "features.char_ngrams": (lambda v: len(v) == 0 or (len(v) == 2 and 1 <= v[0] <= v[1] <= 12),
                              "[] (none) or [min, max] with 1 <= min <= max <= 12"),
+    "features.char_below": _range(0),
     "features.char_weight": _range(0, None, True),
     "features.weighting": _choice(WEIGHTINGS),
     "features.nb_alpha": _range(0, None, True),
@@ -211,6 +215,8 @@ RULES = {
     "train.warmup": _range(0),
     "train.batch_size": _range(1, 1_000_000),
     "train.epochs": _range(1, 100000),
+    "train.epoch_size": _range(0),
+    "train.min_delta": _range(0, 1),
     "train.weight_decay": _range(0),
     "train.label_smoothing": _range(0, 1, False, True),
     "train.clip_norm": _range(0),
@@ -223,11 +229,15 @@ RULES = {
 
 
 STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the others hold integers)
+AUTO = "auto"
+AUTO_INTS = {"features.char_below"}      # integers that may be "auto": chosen from the training data's size
 
 
 def _type_name(tp, key: str = "") -> str:
     if tp is tuple and key in STRING_LISTS:
         return "a list of strings"
+    if tp is int and key in AUTO_INTS:
+        return f"an integer or {AUTO}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             tuple: "a list of integers"}.get(tp, str(tp))
 
@@ -242,6 +252,8 @@ def _coerce(tp, value, key: str = ""):
         return ok, tuple(value) if ok else value
     if tp is bool:
         return isinstance(value, bool), value
+    if tp is int and key in AUTO_INTS and value == AUTO:
+        return True, value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
@@ -334,7 +346,7 @@ def _build(raw: dict, problems: _Problems) -> Config:
                 problems.add(dotted, f"must be {_type_name(types[key], dotted)}", value[key])
                 continue
             pred, what = RULES.get(dotted, (None, None))
-            if pred and not pred(v):
+            if pred and v != AUTO and not pred(v):
                 hint = _suggest(v, RULES[dotted][1].removeprefix("one of ").split(", ")) \
                     if what.startswith("one of") else ""
                 problems.add(dotted, f"must be {what}", v, hint)
@@ -588,7 +600,8 @@ HELP = {
     "features.max_size": "keep only the most frequent (0: no limit)",
     "features.ngrams": "word n-grams up to this length (1: words only)",
     "features.hash_buckets": "n-grams outside the vocabulary go to this many hashed buckets (0: dropped)",
-    "features.char_ngrams": "[min, max]: character n-grams of every word (fastText's subwords); []: none",
+    "features.char_ngrams": "[min, max]: character n-grams of words (fastText's subwords); []: none",
+    "features.char_below": "character n-grams only of words seen fewer times than this in training, and of unknown words (0: of every word; auto: 0 below 1,000,000 training tokens, else 50)",
     "features.char_weight": "value of a character n-gram relative to a word's",
     "features.weighting": "count, binary, log, tfidf or nb (naive-Bayes log-count ratio)",
     "features.nb_alpha": "smoothing of the class counts behind nb weights",
@@ -620,6 +633,8 @@ HELP = {
     "train.warmup": "steps of linear warm-up",
     "train.batch_size": "examples a minibatch (gradients are batch means)",
     "train.epochs": "most epochs (patience usually stops sooner)",
+    "train.min_delta": "a better dev score resets the patience only when it is higher by more than this (the best epoch is kept either way)",
+    "train.epoch_size": "examples an epoch: a larger set's pass is cut into equal epochs of at most this many, each ended by a dev evaluation (0: auto, 200,000)",
     "train.weight_decay": "L2 on the weights (never the biases)",
     "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy)",
     "train.clip_norm": "clip the global gradient norm (0: off)",

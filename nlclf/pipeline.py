@@ -383,23 +383,30 @@ def save_run(folder: rundir.RunFolder, cfg: Config, root: Path, model: Classifie
         folder.promote(files + ["config.yaml", "report.json", "report.md"] + r["pictures"], replaces=TRAIN_WRITES)
 
 
+SAVE_SHARE = 0.05            # the largest share of a run's time that saving its training state may take
+
+
 def checkpointer(cfg: Config, root: Path, folder: rundir.RunFolder, inputs: dict):
     """The train stage's checkpoint hook: at an epoch's end (at most every checkpoint_seconds)
     and on interruption, the best model so far (if it changed) and the state to resume from,
     both into the staging folder."""
-    saved = {"time": time.perf_counter(), "best": (0, 0)}
+    every = cfg.train.checkpoint_seconds
+    saved = {"time": time.perf_counter(), "best": (0, 0), "every": every}
     partial = folder.partial
 
     def on_checkpoint(st, why, best_model):
         now = time.perf_counter()
-        if st.done or (why != "interrupt" and now - saved["time"] < cfg.train.checkpoint_seconds):
+        if st.done or (why != "interrupt" and now - saved["time"] < saved["every"]):
             return
         if (st.member, st.best_epoch) != saved["best"]:
             rundir.atomic_write(partial / "config.yaml", dump(with_root(cfg, root)).encode())
             checkpoint.save(partial, best_model(), cfg)
             saved["best"] = (st.member, st.best_epoch)
-        checkpoint.save_state(partial, st, cfg, {"inputs": inputs})
-        saved["time"] = now
+        checkpoint.save_state(partial, st, cfg, {"inputs": inputs}, best_is_current=why == "best")
+        end = time.perf_counter()
+        saved["time"] = end
+        if every:                               # a costly save is made less often: at most SAVE_SHARE of the time
+            saved["every"] = max(every, (end - now) / SAVE_SHARE)
     return on_checkpoint
 
 

@@ -53,13 +53,15 @@ def event_line(event: str, info: dict) -> str | None:
     (batches, counts while reading)."""
     if event == "epoch_end":
         member = f"member {info['member']}  " if info.get("member") else ""
-        return (f"{member}epoch {info['epoch']}/{info['epochs']}  train loss {info['train_loss']:.4f}  dev loss "
+        passes = f" ({info['passes']:g} passes)" if info.get("passes") else ""
+        return (f"{member}epoch {info['epoch']}/{info['epochs']}{passes}  train loss {info['train_loss']:.4f}  dev loss "
                 f"{info['dev_loss']:.4f}  dev accuracy {info['dev_accuracy']:.4f}  macro-F1 "
                 f"{info['dev_macro_f1']:.4f}  {info['seconds']:.1f} s" + ("  *best*" if info.get("best") else ""))
     if event == "member_start":
         return f"ensemble member {info['member']} of {info['members']}"
     if event == "stopped":
-        return (f"stopped after epoch {info['epoch']} of {info['epochs']}: no better dev {info['metric']} for "
+        by = f" by more than {info['min_delta']:g} (train.min_delta)" if info.get("min_delta") else ""
+        return (f"stopped after epoch {info['epoch']} of {info['epochs']}: no better dev {info['metric']}{by} for "
                 f"{info['patience']} epochs (train.patience); the best is epoch {info['best_epoch']} "
                 f"({info['best_score']:.4f})")
     if event == "stage_end" and info["stage"] == "read":

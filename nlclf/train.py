@@ -137,6 +137,19 @@ def batches(X, order, bs: int, start: int, sparse: bool):
                                    PREFETCH)
 
 
+AUTO_EPOCH = 200_000          # train.epoch_size 0: an epoch is at most this many examples
+
+
+def epoch_parts(n: int, epoch_size: int) -> tuple:
+    """(k, m): an epoch is one of k equal slices, m rows each (the last may be shorter), of a
+    shuffled pass over the n training rows: k = 1 (a whole pass) unless n is above the epoch
+    size (epoch_size, or AUTO_EPOCH for 0), so that a large set is evaluated on dev, stopped
+    early and checkpointed within a pass."""
+    size = epoch_size or AUTO_EPOCH
+    k = max(1, math.ceil(n / size))
+    return k, math.ceil(n / k) if n else 0
+
+
 def new_state(params: dict, opt, rng: np.random.Generator) -> State:
     return State(params=params, opt_arrays=opt.state_arrays(), opt_t=opt.t,
                  rng_state=rng.bit_generator.state)
@@ -208,7 +221,8 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
     n = n_rows(X)
     bs = cfg.batch_size
     sparse = sp.issparse(X)
-    n_batches = max(1, math.ceil(n / bs))
+    parts, m = epoch_parts(n, cfg.epoch_size)              # an epoch: one of `parts` slices of a shuffled pass
+    n_batches = max(1, math.ceil(m / bs))
     total = cfg.epochs * n_batches
 
     def snapshot(why: str):
@@ -224,13 +238,16 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
         nonlocal loop_seconds, lr
         while state.epoch <= cfg.epochs and not state.done:
             epoch = state.epoch
+            part = (epoch - 1) % parts
             if state.batch == 0:
-                state.order = rng.permutation(n)
+                if part == 0 or state.order is None:
+                    state.order = rng.permutation(n)
                 state.loss_sum = 0.0
+            rows = state.order[part * m:(part + 1) * m]
             progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "batches": n_batches, "done": state.batch,
                                    "step": state.step, "total_steps": total})
             t0 = time.perf_counter()
-            for b, (idx, Xb) in enumerate(batches(X, state.order, bs, state.batch, sparse), start=state.batch):
+            for b, (idx, Xb) in enumerate(batches(X, rows, bs, state.batch, sparse), start=state.batch):
                 yb = y[idx]
                 z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
                 loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
@@ -256,24 +273,26 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
             seconds = time.perf_counter() - t0
             loop_seconds += seconds
             record = {"epoch": epoch, "train_loss": state.loss_sum / n_batches, "lr": lr, "seconds": seconds}
+            if parts > 1:
+                record["passes"] = round(epoch / parts, 4)
             dev = evaluate(params, spec, X_dev, y_dev)
             record.update({"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"],
                            "dev_macro_f1": dev["macro_f1"]})
             state.history.append(record)
             score = dev[cfg.metric]
             improved = score > state.best_score
+            significant = score > state.best_score + cfg.min_delta    # patience waits for these only
+            state.since_best = 0 if significant else state.since_best + 1
             if improved:
-                state.best_score, state.best_epoch, state.since_best = score, epoch, 0
+                state.best_score, state.best_epoch = score, epoch
                 state.best_params = {k: v.copy() for k, v in params.items()}
-            else:
-                state.since_best += 1
             progress("epoch_end", dict(record, epochs=cfg.epochs, best=improved, best_epoch=state.best_epoch,
                                      metric=cfg.metric))
             state.epoch, state.batch = epoch + 1, 0
             patience_out = bool(cfg.patience and state.since_best >= cfg.patience)
             state.done = state.epoch > cfg.epochs or patience_out
             if patience_out and state.epoch <= cfg.epochs:
-                progress("stopped", {"epoch": epoch, "epochs": cfg.epochs, "patience": cfg.patience,
+                progress("stopped", {"epoch": epoch, "epochs": cfg.epochs, "patience": cfg.patience, "min_delta": cfg.min_delta,
                                    "best_epoch": state.best_epoch, "best_score": state.best_score,
                                    "metric": cfg.metric})
             snapshot("best" if improved else "epoch")

@@ -16,13 +16,17 @@ class Vocabulary:
     """Ids 0 and 1 are <pad> and <unk>; the rest are ordered by (-count, token).
 
     Build with ``Vocabulary.build(counts, min_count, max_size)``; ``max_size``
-    counts the kept tokens, not the two reserved ones (0 = no limit).
+    counts the kept tokens, not the two reserved ones (0 = no limit). ``counts`` (V,) int64:
+    how often each entry was seen in training (0 for the reserved two), or None (a model saved
+    before counts were kept).
     """
 
-    def __init__(self, tokens: list):
+    def __init__(self, tokens: list, counts=None):
         self.tokens = list(tokens)
         self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.counts = None if counts is None else np.asarray(counts, dtype=np.int64)
         assert self.tokens[:2] == [PAD, UNK]
+        assert self.counts is None or self.counts.shape == (len(self.tokens),)
 
     @classmethod
     def build(cls, counts: Counter, min_count: int = 1, max_size: int = 0) -> "Vocabulary":
@@ -30,7 +34,7 @@ class Vocabulary:
                       key=lambda tc: (-tc[1], tc[0]))
         if max_size:
             kept = kept[:max_size]
-        return cls([PAD, UNK] + [t for t, _ in kept])
+        return cls([PAD, UNK] + [t for t, _ in kept], [0, 0] + [c for _, c in kept])
 
     def __len__(self) -> int:
         return len(self.tokens)

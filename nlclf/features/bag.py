@@ -18,6 +18,7 @@ so the training texts are tokenized once (``fit_counts``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import zlib
 from typing import Iterable
@@ -26,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import parallel
+from ..config import AUTO
 from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams
 from ..vocab import PAD, UNK, UNK_ID, Vocabulary
 from . import weighting
@@ -33,6 +35,17 @@ from .base import CHUNK, TextFeaturizer
 
 MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+CHAR_AUTO_TOKENS = 1_000_000                     # char_below auto: every word below this many training tokens ...
+CHAR_AUTO_BELOW = 50                             # ... beyond, only words seen fewer times than this
+
+
+def char_below_for(n_tokens: int) -> int:
+    """features.char_below ``auto`` for a training set of n_tokens tokens: on small sets the
+    character n-grams of every word pay (0); on large ones, where each costs a feature entry per
+    occurrence, only rare and unknown words get them (see the README's features table)."""
+    return 0 if n_tokens < CHAR_AUTO_TOKENS else CHAR_AUTO_BELOW
 
 
 def bucket_of(gram: str, n_buckets: int) -> int:
@@ -311,9 +324,12 @@ class Bag(TextFeaturizer):
         ids = np.fromiter(map(keyid.get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64, count=len(tokens))
         return self._assemble(ids, len(texts), lambda positions: [tokens[p] for p in positions])
 
-    def _assemble(self, ids, n_texts: int, token_at):
+    def _assemble(self, ids, n_texts: int, token_at, known_ids=None):
         """CSR (N, D) of counts from a chunk's key ids (T,) (SEP = -1); ``token_at(positions)``
-        gives the strings of tokens, for the character n-grams of words outside the vocabulary."""
+        gives the strings of tokens, for the character n-grams of words outside the vocabulary.
+        ``known_ids``: (a (T,) id of every distinct token, a dict id -> its character n-gram ids)
+        when the caller has them (fitting), so that words outside the vocabulary are looked up
+        once each, not once per occurrence."""
         is_sep = ids == -1
         rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
         word = ~is_sep
@@ -327,7 +343,7 @@ class Bag(TextFeaturizer):
             cols.append(g[found])
             where.append(rows[pos[found]])
         if self.char_range:
-            c, r = self._chars(ids, word, rows, token_at)
+            c, r = self._chars(ids, word, rows, token_at, known_ids)
             cols.append(c)
             where.append(r)
         col = np.concatenate(cols) if len(cols) > 1 else cols[0]
@@ -337,12 +353,16 @@ class Bag(TextFeaturizer):
         X.indices = X.indices.astype(np.int32, copy=False)
         return X
 
-    def _chars(self, ids, word, rows, token_at):
+    def _chars(self, ids, word, rows, token_at, known_ids=None):
         """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
         word's grams looked up once (those of vocabulary words kept between calls, at most V),
         then gathered to its occurrences."""
         cache = self._tables()[3]
         pos = np.flatnonzero(word)                                          # (T',) word occurrences
+        frequent = self._frequent()
+        if frequent is not None:                                            # char_below: frequent words have none
+            k = ids[pos]
+            pos = pos[~((k >= 0) & (k < len(frequent)) & frequent[np.clip(k, 0, len(frequent) - 1)])]
         known = ids[pos] >= 2                                               # vocabulary words and pseudo-words
         parts = []
         part_of = np.empty(len(pos), dtype=np.int64)
@@ -355,7 +375,15 @@ class Bag(TextFeaturizer):
         parts.extend(cache[k] for k in uk.tolist())
         part_of[known] = inv
         unknown = np.flatnonzero(~known)                                    # words outside the vocabulary
-        if len(unknown):
+        if len(unknown) and known_ids is not None:
+            uid, seen_ids = known_ids
+            uu, ufirst, uinv = np.unique(uid[pos[unknown]], return_index=True, return_inverse=True)
+            todo = [j for j, u in enumerate(uu.tolist()) if u not in seen_ids]
+            for j, t in zip(todo, token_at(pos[unknown][ufirst[todo]])):
+                seen_ids[int(uu[j])] = self._char_fids(t)
+            part_of[unknown] = len(parts) + uinv
+            parts.extend(seen_ids[u] for u in uu.tolist())
+        elif len(unknown):
             seen: dict = {}
             for i, t in zip(unknown.tolist(), token_at(pos[unknown])):
                 j = seen.get(t)
@@ -372,6 +400,14 @@ class Bag(TextFeaturizer):
         ends = np.cumsum(n)
         take = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[part_of], n)
         return flat[take], rows[np.repeat(pos, n)]
+
+    def _frequent(self):
+        """(V,) bool: the vocabulary words seen at least char_below times, which get no character
+        n-grams; None when every word gets them (char_below 0, or a model saved without counts)."""
+        below, counts = self.spec.char_below, self.vocab.counts
+        if not below or below == AUTO or counts is None:
+            return None
+        return counts >= below
 
     def stack(self, parts: list):
         return stack_csr(parts, self.n_features)
@@ -396,11 +432,13 @@ class Bag(TextFeaturizer):
         if not keep:
             return None
         gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
+        unknown_chars: dict = {}                                   # global id -> character n-gram ids
         parts, held = [], []
         while fit.chunks:
             gids, m = fit.chunks.pop(0)
             X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()),
-                               lambda positions, gids=gids: [fit.tokens[g] for g in gids[positions].tolist()])
+                               lambda positions, gids=gids: [fit.tokens[g] for g in gids[positions].tolist()],
+                               (gids, unknown_chars))
             if m is None:
                 parts.append(X)
             else:
@@ -414,12 +452,17 @@ class Bag(TextFeaturizer):
     def _build_vocab(self, fit: "_FitPass") -> None:
         """The vocabulary from the fit pass's counts: entries seen at least min_count times, the
         max_size most frequent, ordered by (-count, token)."""
-        s = self.spec
         entries = {t: c for t, c in zip(fit.tokens, fit.counts.tolist()) if c and t != SEP}
+        if self.spec.char_below == AUTO:
+            self.spec = dataclasses.replace(self.spec, char_below=char_below_for(sum(entries.values())))
+        s = self.spec
         if self.char_range:
             lo, hi = self.char_range
             chars: dict = {}
+            below = s.char_below or float("inf")
             for t, c in entries.items():
+                if c >= below:                                            # frequent words: no character n-grams
+                    continue
                 for g in char_ngrams(t, lo, hi):
                     chars[g] = chars.get(g, 0) + c
             entries.update((g, entries.get(g, 0) + c) for g, c in chars.items())

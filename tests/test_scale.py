@@ -1,0 +1,137 @@
+"""What keeps large inputs fast and lean: character n-grams for rare words only, epochs cut
+from a pass, training states that store a copy once."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nlclf import checkpoint, train
+from nlclf.config import FeatureSpec, TrainConfig
+from nlclf.features import make as Featurizer
+from nlclf.nn import mlp
+from nlclf.text import CHAR_MARK
+from nlclf.vocab import Vocabulary
+
+from conftest import random_csr
+
+TEXTS = ["the cat sat", "the dog sat", "the cat ran", "the emu"]
+
+
+def char_columns(f, X, row):
+    """The character n-gram features of a row of counts X."""
+    cols = X[row].indices
+    return [f.vocab.tokens[c] for c in cols if f.vocab.tokens[c].startswith(CHAR_MARK)]
+
+
+def test_char_below_gives_character_ngrams_to_rare_and_unknown_words_only():
+    f = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3), char_below=3, weighting="count", normalize=False))
+    X = f.fit_counts(lambda: iter(TEXTS))
+    assert f.vocab.counts[f.vocab.index["the"]] == 4 and f.vocab.counts[f.vocab.index["emu"]] == 1
+    assert not any(CHAR_MARK + g in f.vocab.index for g in ("<th", "the", "he>"))   # "the": 4 times, "sat": 2
+    assert char_columns(f, X, 3) == sorted([CHAR_MARK + "<em", CHAR_MARK + "emu", CHAR_MARK + "mu>"],
+                                           key=f.vocab.index.get)
+    Y = f.counts(["the gnu", "the emus"])
+    assert char_columns(f, Y, 0) == []                                        # no grams of "gnu" were seen
+    assert char_columns(f, Y, 1) == [CHAR_MARK + g for g in ("<em", "emu")]  # unknown word: its known grams
+    every = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3), weighting="count", normalize=False))
+    every.fit_counts(lambda: iter(TEXTS))
+    assert CHAR_MARK + "the" in every.vocab.index
+
+
+def test_a_vocabulary_without_counts_gives_character_ngrams_of_every_word():
+    """Models saved before counts were kept were trained with the n-grams of every word."""
+    spec = FeatureSpec(ngrams=1, char_ngrams=(3, 3), char_below=3, weighting="count", normalize=False)
+    f = Featurizer(spec)
+    f.fit_counts(lambda: iter(TEXTS))
+    old = Featurizer(spec, Vocabulary(f.vocab.tokens))
+    assert old.vocab.counts is None
+    assert char_columns(old, old.counts(["emu"]), 0) == char_columns(f, f.counts(["emu"]), 0)
+    tokens = [t for t in f.vocab.tokens if t.startswith(CHAR_MARK)]
+    assert len(char_columns(old, old.counts(["cat"]), 0)) == sum(g in tokens for g in
+                                                                 (CHAR_MARK + "<ca", CHAR_MARK + "cat", CHAR_MARK + "at>"))
+
+
+@pytest.mark.parametrize("n, size, expected", [(10, 0, (1, 10)), (10, 10, (1, 10)), (10, 4, (3, 4)),
+                                               (10, 5, (2, 5)), (1_000_000, 0, (5, 200_000)), (0, 0, (1, 0))])
+def test_epoch_parts(n, size, expected):
+    assert train.epoch_parts(n, size) == expected
+
+
+def _fit(X, y, epochs, epoch_size, rng_seed=0):
+    spec = mlp.NetSpec(input_kind="bow", n_inputs=X.shape[1], n_classes=2, hidden=(8,), dropout=0.2)
+    params = mlp.init_params(spec, np.random.default_rng(1), np.float64)
+    cfg = TrainConfig(optimizer="adam", lr=0.01, batch_size=4, epochs=epochs, epoch_size=epoch_size,
+                      patience=0, label_smoothing=0.0, dtype="float64")
+    last = {}
+    hooks = train.Hooks(checkpoint=lambda st, why: last.update(params={k: v.copy() for k, v in st.params.items()}))
+    result = train.fit(spec, params, train.Data(X, y, X[:8], y[:8]), cfg, np.random.default_rng(rng_seed), hooks)
+    return result, last["params"]
+
+
+def test_epochs_cut_from_a_pass_train_on_each_row_once_a_pass(rng):
+    """Three epochs of a third of the rows are one pass: the same batches, the same weights."""
+    X = random_csr(rng, 48, 30)
+    y = rng.integers(0, 2, 48)
+    whole, w1 = _fit(X, y, epochs=1, epoch_size=0)
+    thirds, w3 = _fit(X, y, epochs=3, epoch_size=16)
+    assert len(whole.history) == 1 and len(thirds.history) == 3
+    assert [h["passes"] for h in thirds.history] == [pytest.approx(1 / 3, abs=1e-4), pytest.approx(2 / 3, abs=1e-4), 1.0]
+    for k in w1:
+        np.testing.assert_array_equal(w1[k], w3[k])
+    _, w6 = _fit(X, y, epochs=6, epoch_size=16)                       # the second pass is shuffled anew
+    assert not all(np.array_equal(w6[k], w3[k]) for k in w3)
+
+
+def test_a_state_whose_best_is_current_stores_the_weights_once(tmp_path, rng):
+    params = {"H0": rng.standard_normal((30, 8)).astype(np.float32), "b": np.zeros(8, np.float32)}
+    state = train.State(params=params, opt_arrays={"m.H0": np.ones((30, 8), np.float32)}, opt_t=3,
+                        rng_state=np.random.default_rng(0).bit_generator.state, epoch=2,
+                        best_params={k: v.copy() for k, v in params.items()}, best_epoch=1, best_score=0.5)
+    from nlclf.config import Config
+    checkpoint.save_state(tmp_path, state, Config(), best_is_current=True)
+    loaded, meta = checkpoint.load_state(tmp_path)
+    assert meta["best_is_current"] and not any(k.startswith("best.") for k in meta["arrays"])
+    for k in params:
+        np.testing.assert_array_equal(loaded.best_params[k], params[k])
+        assert loaded.best_params[k] is not loaded.params[k]
+    checkpoint.save_state(tmp_path, state, Config())
+    _, meta = checkpoint.load_state(tmp_path)
+    assert sorted(k for k in meta["arrays"] if k.startswith("best.")) == ["best.H0", "best.b"]
+
+
+def test_patience_waits_for_improvements_larger_than_min_delta(rng):
+    """With min_delta 1 no later epoch counts as better: patience 2 stops after epoch 3,
+    whatever the scores; the best epoch is still the best score's."""
+    X = random_csr(rng, 40, 20)
+    y = (X[:, 0].toarray().ravel() > 0).astype(np.int64)
+    spec = mlp.NetSpec(input_kind="bow", n_inputs=20, n_classes=2, hidden=(8,))
+    params = mlp.init_params(spec, np.random.default_rng(1), np.float64)
+    cfg = TrainConfig(lr=0.01, batch_size=8, epochs=10, patience=2, min_delta=1.0, dtype="float64")
+    result = train.fit(spec, params, train.Data(X, y, X, y), cfg, np.random.default_rng(0))
+    assert len(result.history) == 3
+    scores = [h["dev_accuracy"] for h in result.history]
+    assert result.best_score == max(scores) and result.best_epoch == 1 + scores.index(max(scores))
+
+
+def test_char_below_auto_follows_the_number_of_training_tokens(monkeypatch):
+    from nlclf.features import bag
+    small = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3)))
+    small.fit_counts(lambda: iter(TEXTS))
+    assert small.spec.char_below == 0 and CHAR_MARK + "the" in small.vocab.index     # 11 tokens: every word
+    monkeypatch.setattr(bag, "CHAR_AUTO_TOKENS", 11)
+    monkeypatch.setattr(bag, "CHAR_AUTO_BELOW", 3)
+    large = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3)))
+    large.fit_counts(lambda: iter(TEXTS))
+    assert large.spec.char_below == 3 and CHAR_MARK + "the" not in large.vocab.index
+
+
+def test_auto_is_a_value_only_where_documented(tmp_path):
+    from nlclf import config
+    from nlclf.errors import ConfigError
+    assert config.load_text("data: {train: t.tsv}\nfeatures: {char_below: auto}\n", "c.yaml").features.char_below == "auto"
+    assert config.load_text("data: {train: t.tsv}\nfeatures: {char_below: 7}\n", "c.yaml").features.char_below == 7
+    with pytest.raises(ConfigError, match=r"c.yaml:2: features.char_below: must be an integer or auto; got sometimes"):
+        config.load_text("data: {train: t.tsv}\nfeatures: {char_below: sometimes}\n", "c.yaml")
+    with pytest.raises(ConfigError, match="features.max_size: must be an integer"):
+        config.load_text("data: {train: t.tsv}\nfeatures: {max_size: auto}\n", "c.yaml")
