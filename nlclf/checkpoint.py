@@ -13,6 +13,7 @@ is written the same way.
 from __future__ import annotations
 
 import dataclasses
+import tokenize
 import hashlib
 import io
 import json
@@ -60,8 +61,8 @@ def _check_spec(spec: NetSpec, meta_path) -> None:
     is_int = lambda v: isinstance(v, int) and not isinstance(v, bool)
     is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     checks = [
-        (spec.input_kind in INPUT_KINDS, "input_kind"),
-        (spec.activation in ACTIVATIONS, "activation"),
+        (isinstance(spec.input_kind, str) and spec.input_kind in INPUT_KINDS, "input_kind"),
+        (isinstance(spec.activation, str) and spec.activation in ACTIVATIONS, "activation"),
         (all(is_int(h) and h > 0 for h in spec.hidden), "hidden"),
         (is_int(spec.n_inputs) and spec.n_inputs >= 2 and is_int(spec.n_classes) and spec.n_classes >= 2,
          "n_inputs/n_classes"),
@@ -140,7 +141,8 @@ def _read_arrays(path: Path, expected: dict | None = None) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError,
-            NotImplementedError, MemoryError, OverflowError) as e:
+            NotImplementedError, MemoryError, OverflowError, SyntaxError, tokenize.TokenError) as e:
+        # (a damaged .npy header is parsed as a Python literal: SyntaxError, TokenError)
         raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
 
 

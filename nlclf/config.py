@@ -68,7 +68,7 @@ class FeatureSpec:
     max_chars: int = 0                # cut each text to this many characters (0: no limit)
     max_token_chars: int = 100        # cut longer tokens to this many characters (bounds character n-grams)
     min_count: int = 1                # keep tokens and n-grams seen at least this often in training
-    max_size: int = 50000             # keep the most frequent (0: no limit)
+    max_size: int = "auto"            # keep the most frequent (0: no limit; auto: by data size)
     ngrams: int = 2                   # 1: words only; 2 adds bigrams (bow, embed_mean)
     hash_buckets: int = 0             # n-grams not in the vocabulary go to B buckets (0: dropped)
     char_ngrams: tuple = (2, 5)       # (min, max): character n-grams of words (bag kinds); (): none
@@ -230,7 +230,7 @@ RULES = {
 
 STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the others hold integers)
 AUTO = "auto"
-AUTO_INTS = {"features.char_below"}      # integers that may be "auto": chosen from the training data's size
+AUTO_INTS = {"features.max_size", "features.char_below"}      # integers that may be "auto": chosen from the training data's size
 
 
 def _type_name(tp, key: str = "") -> str:
@@ -597,7 +597,7 @@ HELP = {
     "features.max_chars": "cut each text to this many characters first (0: no limit)",
     "features.max_token_chars": "cut longer tokens to this many characters",
     "features.min_count": "keep tokens and n-grams seen at least this often in train",
-    "features.max_size": "keep only the most frequent (0: no limit)",
+    "features.max_size": "keep only the most frequent (0: no limit; auto: 0 below 1,000,000 training tokens, else 50,000)",
     "features.ngrams": "word n-grams up to this length (1: words only)",
     "features.hash_buckets": "n-grams outside the vocabulary go to this many hashed buckets (0: dropped)",
     "features.char_ngrams": "[min, max]: character n-grams of words (fastText's subwords); []: none",

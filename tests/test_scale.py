@@ -1,6 +1,7 @@
 """What keeps large inputs fast and lean: character n-grams for rare words only, epochs cut
 from a pass, training states that store a copy once."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -114,16 +115,37 @@ def test_patience_waits_for_improvements_larger_than_min_delta(rng):
     assert result.best_score == max(scores) and result.best_epoch == 1 + scores.index(max(scores))
 
 
-def test_char_below_auto_follows_the_number_of_training_tokens(monkeypatch):
-    from nlclf.features import bag
-    small = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3)))
+@pytest.mark.parametrize("kind", ["bow", "embed_mean", "embed_concat"])
+def test_auto_features_follow_the_number_of_training_tokens(monkeypatch, kind):
+    from nlclf.features import base
+    chars = (3, 3) if kind != "embed_concat" else ()
+    small = Featurizer(FeatureSpec(kind=kind, ngrams=1, char_ngrams=chars))
     small.fit_counts(lambda: iter(TEXTS))
-    assert small.spec.char_below == 0 and CHAR_MARK + "the" in small.vocab.index     # 11 tokens: every word
-    monkeypatch.setattr(bag, "CHAR_AUTO_TOKENS", 11)
-    monkeypatch.setattr(bag, "CHAR_AUTO_BELOW", 3)
-    large = Featurizer(FeatureSpec(ngrams=1, char_ngrams=(3, 3)))
+    assert (small.spec.max_size, small.spec.char_below) == (0, 0)                     # 11 tokens: small
+    assert kind == "embed_concat" or CHAR_MARK + "the" in small.vocab.index
+    monkeypatch.setattr(base, "AUTO_TOKENS", 11)
+    monkeypatch.setattr(base, "AUTO_CHAR_BELOW", 3)
+    monkeypatch.setattr(base, "AUTO_MAX_SIZE", 4)
+    large = Featurizer(FeatureSpec(kind=kind, ngrams=1, char_ngrams=chars))
     large.fit_counts(lambda: iter(TEXTS))
-    assert large.spec.char_below == 3 and CHAR_MARK + "the" not in large.vocab.index
+    assert (large.spec.max_size, large.spec.char_below) == (4, 3)
+    assert len(large.vocab) == 2 + 4 and CHAR_MARK + "the" not in large.vocab.index
+    fixed = Featurizer(FeatureSpec(kind=kind, ngrams=1, char_ngrams=chars, max_size=0, char_below=0))
+    fixed.fit_counts(lambda: iter(TEXTS))
+    assert (fixed.spec.max_size, fixed.spec.char_below) == (0, 0)                     # set values stay
+
+
+def test_a_model_keeps_its_auto_values_as_chosen(tmp_path):
+    from nlclf import pipeline
+    from nlclf.config import Config, DataConfig
+    from nlclf.model import Classifier
+    cfg = Config()
+    model, _ = pipeline.fit_lists(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)),
+                                  (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]))
+    checkpoint.save(tmp_path, model, cfg)
+    loaded, config, meta = checkpoint.load(tmp_path)
+    assert meta["config"]["features"]["max_size"] == 0 and meta["config"]["features"]["char_below"] == 0
+    assert loaded.featurizer.spec.max_size == 0
 
 
 def test_auto_is_a_value_only_where_documented(tmp_path):
@@ -133,5 +155,5 @@ def test_auto_is_a_value_only_where_documented(tmp_path):
     assert config.load_text("data: {train: t.tsv}\nfeatures: {char_below: 7}\n", "c.yaml").features.char_below == 7
     with pytest.raises(ConfigError, match=r"c.yaml:2: features.char_below: must be an integer or auto; got sometimes"):
         config.load_text("data: {train: t.tsv}\nfeatures: {char_below: sometimes}\n", "c.yaml")
-    with pytest.raises(ConfigError, match="features.max_size: must be an integer"):
-        config.load_text("data: {train: t.tsv}\nfeatures: {max_size: auto}\n", "c.yaml")
+    with pytest.raises(ConfigError, match="features.min_count: must be an integer"):
+        config.load_text("data: {train: t.tsv}\nfeatures: {min_count: auto}\n", "c.yaml")

@@ -18,7 +18,6 @@ so the training texts are tokenized once (``fit_counts``).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import zlib
 from typing import Iterable
@@ -31,21 +30,10 @@ from ..config import AUTO
 from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams
 from ..vocab import PAD, UNK, UNK_ID, Vocabulary
 from . import weighting
-from .base import CHUNK, TextFeaturizer
+from .base import CHUNK, TextFeaturizer, resolve_auto
 
 MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-CHAR_AUTO_TOKENS = 1_000_000                     # char_below auto: every word below this many training tokens ...
-CHAR_AUTO_BELOW = 50                             # ... beyond, only words seen fewer times than this
-
-
-def char_below_for(n_tokens: int) -> int:
-    """features.char_below ``auto`` for a training set of n_tokens tokens: on small sets the
-    character n-grams of every word pay (0); on large ones, where each costs a feature entry per
-    occurrence, only rare and unknown words get them (see the README's features table)."""
-    return 0 if n_tokens < CHAR_AUTO_TOKENS else CHAR_AUTO_BELOW
 
 
 def bucket_of(gram: str, n_buckets: int) -> int:
@@ -153,10 +141,11 @@ def stack_csr(parts: list, n_cols: int):
 
 
 class _FitPass:
-    """The one pass over the training texts that fitting needs: every token gets a global id
-    (workers tokenize a chunk and give its distinct tokens and local ids; this process maps
-    them), and the counts of every distinct token and word n-gram on the rows outside
-    ``mask`` are kept; with ``keep``, so are each chunk's global ids, for its X."""
+    """The one pass over the training texts that fitting needs. Workers tokenize a chunk and
+    count it (_count_chunk): its distinct tokens, the local id of every token, each distinct
+    token's and word n-gram's count on the rows outside ``mask``. This process gives every
+    token a global id, adds the counts up and merges the n-grams by their keys of global ids;
+    with ``keep``, it keeps each chunk's global ids, for its X."""
 
     def __init__(self, bag: "Bag", mask, keep: bool):
         self.bag, self.mask, self.keep = bag, mask, keep
@@ -169,42 +158,34 @@ class _FitPass:
         self.chunks: list = []
         self.sep = -1
 
-    def run(self, texts) -> None:
+    def _items(self, texts):
+        """(chunk of texts, its rows of the mask or None), streamed."""
         start = 0
-        for distinct, lids in parallel.ordered_map(self.bag._local_ids, parallel.chunks(texts, CHUNK),
-                                                   self.bag.spec.workers, min_items=2):
+        for chunk in parallel.chunks(texts, CHUNK):
+            m = None if self.mask is None else np.asarray(self.mask[start:start + len(chunk)], dtype=bool)
+            start += len(chunk)
+            yield chunk, m
+
+    def run(self, texts) -> None:
+        for (distinct, lids, counts, grams), m in parallel.ordered_map(self.bag._count_chunk, self._items(texts),
+                                                                       self.bag.spec.workers, min_items=2):
             before = len(self.index)
             gmap = np.fromiter((self.index.setdefault(t, len(self.index)) for t in distinct), dtype=np.int64,
-                               count=len(distinct))
+                               count=len(distinct))                          # local id -> global id
             self.tokens.extend(t for t, g in zip(distinct, gmap.tolist()) if g >= before)
             self.sep = self.index.get(SEP, -1)
-            gids = gmap[lids]                                                # (T,)
-            is_sep = gids == self.sep
-            n_rows = int(is_sep.sum())
-            m = None if self.mask is None else np.asarray(self.mask[start:start + n_rows], dtype=bool)
-            start += n_rows
-            rows = np.cumsum(is_sep) - is_sep
-            counted = ~is_sep if m is None else ~is_sep & ~m[rows]
             if len(self.counts) < len(self.index):
                 self.counts = np.concatenate([self.counts, np.zeros(len(self.index) - len(self.counts), np.int64)])
-            self.counts += np.bincount(gids[counted], minlength=len(self.index))
-            for n in self.sizes:
-                self._count_grams(n, gids, is_sep, None if m is None else m[rows])
+            self.counts[gmap] += counts                                      # gmap is one-to-one
+            for n, (words, c) in grams.items():
+                words = gmap[words].astype(np.int32)                         # (U, n) global ids
+                self.parts[n].append((key_of([words[:, j] for j in range(n)]), c, words))
+                self.held[n] += len(c)
+                if self.held[n] > MERGE_EVERY:
+                    merged = _counts_merge(self.parts[n])
+                    self.parts[n], self.held[n] = [merged], len(merged[0])
             if self.keep:
-                self.chunks.append((gids.astype(np.int32), m))
-
-    def _count_grams(self, n: int, gids, is_sep, held_out) -> None:
-        pos, keys = gram_keys(gids, is_sep, n)
-        if held_out is not None:
-            keep = ~held_out[pos]
-            pos, keys = pos[keep], keys[keep]
-        u, first, c = np.unique(keys, return_index=True, return_counts=True)
-        words = np.stack([gids[pos[first] + j] for j in range(n)], axis=1).astype(np.int32)   # (U, n)
-        self.parts[n].append((u, c, words))
-        self.held[n] += len(u)
-        if self.held[n] > MERGE_EVERY:
-            merged = _counts_merge(self.parts[n])
-            self.parts[n], self.held[n] = [merged], len(merged[0])
+                self.chunks.append((gmap[lids].astype(np.int32), m))
 
     def ngrams(self) -> dict:
         """n -> (unique keys, counts, the global ids of their words (U, n))."""
@@ -219,13 +200,28 @@ class _FitPass:
         return out
 
 
-def _local_ids(featurizer, texts: list):
-    """A worker's share of fitting: the chunk's distinct tokens, in first-seen order, and the
-    local id of each token occurrence (int32; SEP included)."""
+def _count_chunk(featurizer, item):
+    """A worker's share of fitting, for (texts, held-out rows or None): the chunk's distinct
+    tokens in first-seen order, the local id of every token (int32; SEP included), each
+    distinct token's count on the counted rows, and per n-gram size the distinct n-grams of
+    those rows as local ids (U, n) int32 with their counts (U,)."""
+    texts, m = item
     tokens = featurizer._tokens(texts)
     distinct = list(dict.fromkeys(tokens))
     local = dict(zip(distinct, range(len(distinct))))
-    return distinct, np.fromiter(map(local.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+    lids = np.fromiter(map(local.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+    is_sep = lids == local.get(SEP, -1)
+    rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
+    counted = ~is_sep if m is None else ~is_sep & ~m[rows]
+    counts = np.bincount(lids[counted], minlength=len(distinct))
+    grams = {}
+    for n in range(2, featurizer.spec.ngrams + 1):
+        pos, keys = gram_keys(lids, is_sep, n)
+        if m is not None:
+            pos, keys = pos[~m[rows[pos]]], keys[~m[rows[pos]]]
+        _, first, c = np.unique(keys, return_index=True, return_counts=True)
+        grams[n] = (np.stack([lids[pos[first] + j] for j in range(n)], axis=1), c)
+    return (distinct, lids, counts, grams), m
 
 
 class Bag(TextFeaturizer):
@@ -433,28 +429,32 @@ class Bag(TextFeaturizer):
             return None
         gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
         unknown_chars: dict = {}                                   # global id -> character n-gram ids
-        parts, held = [], []
-        while fit.chunks:
-            gids, m = fit.chunks.pop(0)
+
+        def assemble(i):                                           # in a forked worker: chunk i's X
+            gids, m = fit.chunks[i]
             X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()),
-                               lambda positions, gids=gids: [fit.tokens[g] for g in gids[positions].tolist()],
+                               lambda positions: [fit.tokens[g] for g in gids[positions].tolist()],
                                (gids, unknown_chars))
-            if m is None:
-                parts.append(X)
-            else:
-                parts.append(X[~m])
-                held.append(X[m])
+            return (X, None) if m is None else (X[~m], X[m])
+
+        parts, held = [], []
+        for i, (X, X_held) in enumerate(parallel.ordered_map(assemble, range(len(fit.chunks)), self.spec.workers,
+                                                             min_items=2)):
+            fit.chunks[i] = None                                   # this process's copy of its ids
+            parts.append(X)
+            if X_held is not None:
+                held.append(X_held)
+        fit.chunks = []
         return self.stack(parts) if mask is None else (self.stack(parts), self.stack(held))
 
-    def _local_ids(self, texts: list):
-        return _local_ids(self, texts)
+    def _count_chunk(self, item):
+        return _count_chunk(self, item)
 
     def _build_vocab(self, fit: "_FitPass") -> None:
         """The vocabulary from the fit pass's counts: entries seen at least min_count times, the
         max_size most frequent, ordered by (-count, token)."""
         entries = {t: c for t, c in zip(fit.tokens, fit.counts.tolist()) if c and t != SEP}
-        if self.spec.char_below == AUTO:
-            self.spec = dataclasses.replace(self.spec, char_below=char_below_for(sum(entries.values())))
+        self.spec = resolve_auto(self.spec, sum(entries.values()))
         s = self.spec
         if self.char_range:
             lo, hi = self.char_range

@@ -16,6 +16,7 @@ The protocol a featurizer keeps (``bag.Bag``, ``ids.TokenIds``):
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from typing import Iterable
@@ -23,11 +24,26 @@ from typing import Iterable
 import numpy as np
 
 from .. import parallel
-from ..config import FeatureSpec
+from ..config import AUTO, FeatureSpec
 from ..text import SEP, TOKENIZERS, tokenize_many
 from ..vocab import UNK_ID, Vocabulary
 
 CHUNK = 8192          # texts tokenized together
+
+AUTO_TOKENS = 1_000_000       # the "auto" features keys: training sets of fewer tokens are small ...
+AUTO_MAX_SIZE = 50_000        # ... on larger ones the vocabulary keeps this many entries (max_size) ...
+AUTO_CHAR_BELOW = 50          # ... and only words seen fewer times get character n-grams (char_below)
+
+
+def resolve_auto(spec: FeatureSpec, n_tokens: int) -> FeatureSpec:
+    """``spec`` with its ``auto`` values chosen for a training set of n_tokens tokens. Below
+    AUTO_TOKENS every feature is kept and every word has its character n-grams (on the four
+    benchmark sets both pay); beyond, a feature budget bounds the model and the character
+    n-grams of frequent words, one feature entry per occurrence, are left out (README: the
+    features table)."""
+    small = n_tokens < AUTO_TOKENS
+    values = {"max_size": 0 if small else AUTO_MAX_SIZE, "char_below": 0 if small else AUTO_CHAR_BELOW}
+    return dataclasses.replace(spec, **{k: v for k, v in values.items() if getattr(spec, k) == AUTO})
 
 
 class TextFeaturizer:
@@ -72,6 +88,7 @@ class TextFeaturizer:
         for c in self.map_chunks("chunk_counts", texts):
             counts.update(c)
         counts.pop(SEP, None)
+        self.spec = resolve_auto(self.spec, sum(counts.values()))
         self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
         self._lookup = None
         self._vocab_changed()
