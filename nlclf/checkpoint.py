@@ -48,7 +48,7 @@ def _write_pair(directory: Path, stem: str, arrays: dict, meta: dict) -> list:
     returns the two names, arrays first."""
     name = f"{stem}.{meta['sha256'][:16]}.npz"
     meta = dict(meta, arrays_file=name)
-    atomic_write(directory / name, npz_bytes(arrays))
+    atomic_write(directory / name, lambda f: write_npz(f, arrays))
     atomic_write(directory / f"{stem}.json", (json.dumps(meta, ensure_ascii=False, sort_keys=True) + "\n").encode())
     for old in directory.glob(f"{stem}.*.npz"):
         if old.name != name:
@@ -154,15 +154,22 @@ def _read_json(path: Path, what: str, missing: str) -> dict:
         raise CheckpointError(f"{path}: damaged {what} ({e})") from None
 
 
-def npz_bytes(arrays: dict) -> bytes:
-    """An .npz archive with fixed timestamps and sorted names: the same arrays give the same bytes."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+def write_npz(f, arrays: dict) -> None:
+    """An .npz archive into the open binary file ``f``, with fixed timestamps and sorted names
+    (the same arrays give the same bytes), each array streamed into its member: no copy of an
+    array, or of the archive, is made in memory."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             arr = np.ascontiguousarray(arrays[name])
-            member = io.BytesIO()
-            np.lib.format.write_array(member, arr, allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(name + ".npy", date_time=_EPOCH), member.getvalue())
+            info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)
+            with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """write_npz's archive as bytes."""
+    buf = io.BytesIO()
+    write_npz(buf, arrays)
     return buf.getvalue()
 
 
@@ -171,7 +178,7 @@ def checksum(arrays: dict) -> str:
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
+        h.update(memoryview(a).cast("B") if a.size else b"")       # the array's bytes, not a copy of them
     return h.hexdigest()
 
 

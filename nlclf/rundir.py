@@ -44,13 +44,17 @@ _TMP = re.compile(r"^\..+\.tmp\d+$")        # atomic_write's temporary files
 _OURS = {MANIFEST, LOCK, PARTIAL}
 
 
-def atomic_write(path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+def atomic_write(path, data) -> None:
+    """Write to a temporary file beside ``path``, fsync, then rename over it. ``data``: bytes,
+    or a function writing them into the open file (a large file is then never whole in memory)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
