@@ -157,3 +157,16 @@ def test_auto_is_a_value_only_where_documented(tmp_path):
         config.load_text("data: {train: t.tsv}\nfeatures: {char_below: sometimes}\n", "c.yaml")
     with pytest.raises(ConfigError, match="features.min_count: must be an integer"):
         config.load_text("data: {train: t.tsv}\nfeatures: {min_count: auto}\n", "c.yaml")
+
+
+@pytest.mark.parametrize("weighting_name", ["count", "binary", "log", "tfidf", "nb"])
+def test_weights_and_weighing_are_the_same_a_block_of_rows_at_a_time(monkeypatch, rng, weighting_name):
+    from nlclf.features import weighting
+    X = random_csr(rng, 300, 40, density=0.2, dtype=np.float32)
+    y = rng.integers(0, 5, 300)
+    whole = weighting.nb_spread(X, y, 1.0), weighting.weigh(X.copy(), weighting_name, weighting.idf(X, 40), True)
+    monkeypatch.setattr(weighting, "BLOCK_VALUES", 7)
+    assert len(list(weighting.row_blocks(X))) > 100
+    blocks = weighting.nb_spread(X, y, 1.0), weighting.weigh(X.copy(), weighting_name, weighting.idf(X, 40), True)
+    np.testing.assert_array_equal(whole[0], blocks[0])
+    np.testing.assert_array_equal(whole[1].data, blocks[1].data)

@@ -32,9 +32,11 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     y = np.asarray(y)
     N, D = X.shape
     C = int(y.max()) + 1 if len(y) else 1
-    B = sp.csr_matrix((np.ones(X.nnz, np.float64), X.indices, X.indptr), shape=X.shape)   # binarized
-    Y = sp.csr_matrix((np.ones(N), (np.arange(N), y)), shape=(N, C))                     # one-hot
-    counts = (B.T @ Y).tocsr()                                                            # (D, C)
+    counts = sp.csr_matrix((D, C), dtype=np.float64)                                      # (D, C)
+    for a, b in row_blocks(X):                  # rows holding each feature, by class, a block at a time
+        lo, hi = X.indptr[a], X.indptr[b]
+        cls = np.repeat(y[a:b], np.diff(X.indptr[a:b + 1]))
+        counts = counts + sp.csr_matrix((np.ones(hi - lo), (X.indices[lo:hi], cls)), shape=(D, C))
     log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0)).ravel())               # (C,)
     block = max(1, min(block, NB_BLOCK_VALUES // C))
     out = np.empty(D, dtype=np.float32)
@@ -57,17 +59,36 @@ def weigh(X, weighting: str, scale=None, normalize: bool = False):
     """X (N, D) counts, in place: binary (also nb) or 1 + log tf, times ``scale`` (D,) per
     feature (the idf or NB weights, times char_weight on character n-grams), then each row
     L2-normalised when ``normalize``."""
-    if weighting in ("binary", "nb"):
-        X.data[:] = 1.0
-    elif weighting == "log":
-        np.log(X.data, out=X.data)
-        X.data += 1.0
-    if scale is not None:
-        X.data *= scale[X.indices]
-    if normalize:
-        lengths = np.diff(X.indptr)
-        sq = np.bincount(np.repeat(np.arange(X.shape[0]), lengths), weights=X.data * X.data, minlength=X.shape[0])
-        norms = np.sqrt(sq).astype(np.float32)
-        norms[norms == 0] = 1.0
-        X.data /= np.repeat(norms, lengths)
+    for a, b in row_blocks(X):                  # a block of rows at a time: temporaries stay small
+        lo, hi = X.indptr[a], X.indptr[b]
+        data = X.data[lo:hi]                    # a view: changed in place
+        if weighting in ("binary", "nb"):
+            data[:] = 1.0
+        elif weighting == "log":
+            np.log(data, out=data)
+            data += 1.0
+        if scale is not None:
+            data *= scale[X.indices[lo:hi]]
+        if normalize:
+            lengths = np.diff(X.indptr[a:b + 1])
+            sq = np.bincount(np.repeat(np.arange(b - a), lengths), weights=data * data, minlength=b - a)
+            norms = np.sqrt(sq).astype(np.float32)
+            norms[norms == 0] = 1.0
+            data /= np.repeat(norms, lengths)
     return X
+
+
+BLOCK_VALUES = 1 << 22                   # non-zeros handled at a time by weigh and nb_spread
+
+
+def row_blocks(X, values: int = 0):
+    """(start, end) row ranges of CSR X holding about ``values`` (BLOCK_VALUES) non-zeros each,
+    at least one row each."""
+    values = values or BLOCK_VALUES
+    N = X.shape[0]
+    a = 0
+    while a < N:
+        b = int(np.searchsorted(X.indptr, X.indptr[a] + values, side="right")) - 1
+        b = min(N, max(b, a + 1))
+        yield a, b
+        a = b
