@@ -95,6 +95,11 @@ def run_peer(kind, c, work):
     return row
 
 
+def _key(row):
+    """The --systems name of a result row."""
+    return row.get("key") or {"nlclf": "nlclf", "fastText": "fasttext", "TF-IDF": "tfidf"}[row["system"].split()[0]]
+
+
 def fmt(x, spec):
     return "–" if x is None else format(x, spec)
 
@@ -110,7 +115,9 @@ def document(args, results, started, elapsed):
          "process with the model it wrote.", "",
          "## Machine", "",
          f"- `nproc`: {os.cpu_count()}; Python {platform.python_version()} ({platform.platform()})",
-         f"- Date: {started}; wall time of the benchmark: {elapsed / 60:.1f} min", "",
+         f"- Date: {started}; wall time of this command: {elapsed / 60:.1f} min"
+         + (" (`--update`: the rows it did not run are kept from earlier runs; each row's date is in the JSON)"
+            if args.update else ""), "",
          "Command:", "", "```sh", "make bench-scale", f"# = python bench/scale.py {' '.join(sys.argv[1:])}", "```", "",
          "## Results", "",
          "| docs | system | wall s | featurize s | train s | peak MB | model MB | dev accuracy | predict 1 line s | predict MB |",
@@ -154,23 +161,30 @@ def main(argv=None):
     p.add_argument("--work", default="bench/out/scale")
     p.add_argument("--out", default="docs/scale.md")
     p.add_argument("--json", default="bench/out/scale.json")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other rows of --json, replacing only the sizes and systems run now")
     args = p.parse_args(argv)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.time()
-    results = {}
+    results = json.loads(Path(args.json).read_text()) if args.update and Path(args.json).is_file() else {}
     for n in args.sizes:
         c = corpus(args, n)
         work = Path(args.work) / f"r{n}"
         work.mkdir(parents=True, exist_ok=True)
         tokens = tokens_of(c / "train.tsv")
-        rows = []
+        rows = list(results.get(str(n), []))
         for s in args.systems:
             log(f"{n:,} documents: {s}")
             row = run_nlclf(c, work) if s == "nlclf" else run_peer(s, c, work)
-            row["tokens"] = tokens
+            row.update(tokens=tokens, key=s, measured=started)
             log(f"  {json.dumps(row)}")
-            rows.append(row)
+            at = next((i for i, r in enumerate(rows) if _key(r) == s), None)
+            if at is None:
+                rows.append(row)
+            else:
+                rows[at] = row
         results[str(n)] = rows
+    results = dict(sorted(results.items(), key=lambda kv: int(kv[0])))
     elapsed = time.time() - t0
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=1))

@@ -21,9 +21,9 @@ import numpy as np
 
 from . import __version__
 from . import calibration, checkpoint, data, features, metrics, plots, report, rundir, runtime
-from .config import Config, dump, to_dict
+from .config import AUTO, AUTO_INTS, Config, dump, to_dict
 from .errors import CheckpointError, ConfigError, DataError, Interrupted
-from .features.base import TextFeaturizer
+from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
 from .nn.losses import softmax
@@ -310,6 +310,11 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
         del labels, dev_labels
         featurizer.fit_weights(X, y)
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
+    auto = [k.removeprefix("features.") for k in sorted(AUTO_INTS) if k.startswith("features.")]
+    chosen = [f"{k} {getattr(featurizer.spec, k):,}" for k in auto if getattr(cfg.features, k) == AUTO]
+    if chosen:
+        log(f"features: {', '.join(chosen)} (auto: chosen by the training set's size, "
+            f"{'under' if featurizer.spec.max_size == 0 else 'at least'} {AUTO_TOKENS:,} tokens)")
     seconds = time.perf_counter() - t0
     progress("stage_end", {"stage": "featurize", "rows": int(X.shape[0]), "dev_rows": int(X_dev.shape[0]),
                            "columns": int(featurizer.n_features), "nnz": int(getattr(X, "nnz", X.size)),

@@ -170,3 +170,15 @@ def test_weights_and_weighing_are_the_same_a_block_of_rows_at_a_time(monkeypatch
     blocks = weighting.nb_spread(X, y, 1.0), weighting.weigh(X.copy(), weighting_name, weighting.idf(X, 40), True)
     np.testing.assert_array_equal(whole[0], blocks[0])
     np.testing.assert_array_equal(whole[1].data, blocks[1].data)
+
+
+def test_train_says_what_auto_chose(tmp_path):
+    from nlclf import config, pipeline
+    (tmp_path / "t.tsv").write_text("a\tgood film\nb\tbad film\n" * 4)
+    (tmp_path / "d.tsv").write_text("a\tgood\nb\tbad\n")
+    cfg = config.load_text("data: {train: t.tsv, dev: d.tsv}\n", "c.yaml")
+    said = []
+    feats = pipeline.featurize(cfg, {"train": tmp_path / "t.tsv", "dev": tmp_path / "d.tsv"}, lambda e, i: None,
+                               said.append)
+    assert "features: char_below 0, max_size 0 (auto: chosen by the training set's size, under 1,000,000 tokens)" in said
+    assert feats.featurizer.spec.max_size == 0
