@@ -137,8 +137,7 @@ def test_auto_features_follow_the_number_of_training_tokens(monkeypatch, kind):
 
 def test_a_model_keeps_its_auto_values_as_chosen(tmp_path):
     from nlclf import pipeline
-    from nlclf.config import Config, DataConfig
-    from nlclf.model import Classifier
+    from nlclf.config import Config
     cfg = Config()
     model, _ = pipeline.fit_lists(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)),
                                   (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]))

@@ -9,11 +9,12 @@ n-grams outside it go to one of B hashed buckets, or are dropped when B = 0. ``w
 applies the weighting (features.weighting), ``char_weight`` and the row normalisation.
 
 No string is built per token occurrence. Texts become integer ids once (one dictionary
-lookup a token); word n-grams are 64-bit hashes of the ids of their words, computed with
-NumPy over the whole chunk and looked up in the sorted keys of the vocabulary's n-grams;
-the character n-grams of a word are looked up once per distinct word and expanded to its
-occurrences by a gather. Fitting counts everything in one pass that keeps each chunk's ids,
-so the training texts are tokenized once (``fit_counts``).
+lookup a token); word n-grams are 64-bit keys of the ids of their words, computed with
+NumPy over the whole chunk and looked up in a vectorized hash table (KeyTable); the
+character n-grams of a word are looked up once per distinct word and expanded to its
+occurrences by a gather. Fitting is one pass: workers tokenize and count each chunk, this
+process merges the counts and keeps each chunk's ids, and X is then assembled from those
+ids in workers, so the training texts are tokenized once (``fit_counts``).
 """
 
 from __future__ import annotations
@@ -358,7 +359,10 @@ class Bag(TextFeaturizer):
         frequent = self._frequent()
         if frequent is not None:                                            # char_below: frequent words have none
             k = ids[pos]
-            pos = pos[~((k >= 0) & (k < len(frequent)) & frequent[np.clip(k, 0, len(frequent) - 1)])]
+            in_vocab = k < len(frequent)                                    # not pseudo-words
+            drop = np.zeros(len(pos), dtype=bool)
+            drop[in_vocab] = frequent[k[in_vocab]]
+            pos = pos[~drop]
         known = ids[pos] >= 2                                               # vocabulary words and pseudo-words
         parts = []
         part_of = np.empty(len(pos), dtype=np.int64)
@@ -371,22 +375,20 @@ class Bag(TextFeaturizer):
         parts.extend(cache[k] for k in uk.tolist())
         part_of[known] = inv
         unknown = np.flatnonzero(~known)                                    # words outside the vocabulary
-        if len(unknown) and known_ids is not None:
-            uid, seen_ids = known_ids
-            uu, ufirst, uinv = np.unique(uid[pos[unknown]], return_index=True, return_inverse=True)
-            todo = [j for j, u in enumerate(uu.tolist()) if u not in seen_ids]
+        if len(unknown):
+            if known_ids is not None:                                       # fitting: global ids, a lasting cache
+                uid, seen = known_ids
+                u = uid[pos[unknown]]
+            else:                                                           # otherwise: the chunk's own numbering
+                local, seen = {}, {}
+                u = np.fromiter((local.setdefault(t, len(local)) for t in token_at(pos[unknown])),
+                                dtype=np.int64, count=len(unknown))
+            uu, ufirst, uinv = np.unique(u, return_index=True, return_inverse=True)
+            todo = [j for j, w in enumerate(uu.tolist()) if w not in seen]
             for j, t in zip(todo, token_at(pos[unknown][ufirst[todo]])):
-                seen_ids[int(uu[j])] = self._char_fids(t)
+                seen[int(uu[j])] = self._char_fids(t)
             part_of[unknown] = len(parts) + uinv
-            parts.extend(seen_ids[u] for u in uu.tolist())
-        elif len(unknown):
-            seen: dict = {}
-            for i, t in zip(unknown.tolist(), token_at(pos[unknown])):
-                j = seen.get(t)
-                if j is None:
-                    j = seen[t] = len(parts)
-                    parts.append(self._char_fids(t))
-                part_of[i] = j
+            parts.extend(seen[w] for w in uu.tolist())
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))   # (P,)
