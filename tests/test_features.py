@@ -128,6 +128,23 @@ def test_bigrams_in_vocabulary_and_hashed():
     assert g.transform(["cat the"]).nnz == 2
 
 
+def test_lookup_tables_of_a_saved_vocabulary():
+    """Words only inside kept n-grams, <pad>/<unk> typed as text, and every kind of entry,
+    read from a vocabulary as a loaded model has it."""
+    tokens = ["<pad>", "<unk>", "the", "the cat", "cat sat", "big cat sat", CHAR_MARK + "<ze", "dog"]
+    spec = FeatureSpec(kind="bow", tokenizer="whitespace", ngrams=3, weighting="count", min_count=1,
+                       char_ngrams=(3, 3), char_weight=1.0, normalize=False, hash_buckets=0)
+    f = Featurizer(spec, Vocabulary(tokens, np.ones(len(tokens), dtype=np.int64)))
+    X = f.transform(["the cat sat", "big cat sat", "<pad> <unk> dog", "zebra"]).toarray()
+    at = {t: i for i, t in enumerate(tokens)}
+    assert X[0, [at["the"], at["the cat"], at["cat sat"]]].tolist() == [1, 1, 1]
+    assert X[0, UNK_ID] == 2                                       # cat, sat: words only inside n-grams
+    assert X[1, [at["big cat sat"], at["cat sat"]]].tolist() == [1, 1] and X[1, UNK_ID] == 3
+    assert X[2, PAD_ID] == 0 and X[2, UNK_ID] == 2 and X[2, at["dog"]] == 1
+    assert X[3, at[CHAR_MARK + "<ze"]] == 1 and X[3, UNK_ID] == 1
+    assert X.sum(axis=1).tolist() == [5, 5, 3, 2]                 # nothing else: the rest is unseen
+
+
 @pytest.mark.parametrize("weighting", ["count", "binary", "log", "tfidf", "nb"])
 def test_gradient_through_each_weighting_with_ngrams_and_hashing(weighting, rng):
     f = bow(ngrams=2, hash_buckets=5, weighting=weighting, normalize=weighting == "log")

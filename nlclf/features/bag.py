@@ -257,27 +257,29 @@ class Bag(TextFeaturizer):
         by max_size) gets a pseudo id >= V, which reads as <unk> for the word itself; SEP is -1."""
         if self._index is None:
             tokens = self.vocab.tokens
-            keyid = {}
-            grams, chars = [], {}
-            for i, t in enumerate(tokens):
-                if t.startswith(CHAR_MARK):
-                    chars[t] = i
-                elif NGRAM_SEP in t:
-                    grams.append((t.split(NGRAM_SEP), i))
-                elif i >= 2:
-                    keyid[t] = i
-            for words, _ in grams:
-                for w in words:
-                    keyid.setdefault(w, len(tokens) + len(keyid))        # pseudo ids: past every feature
+            V = len(tokens)
+            # One dict of every entry, built in C: a text's tokens hold no whitespace or tab, so
+            # looking one up can only find a word, and a character n-gram (tab first) only itself.
+            keyid = dict(zip(tokens, range(V)))
+            del keyid[tokens[0]], keyid[tokens[1]]                       # <pad>, <unk>: never a text's word
+            grams = [t for t in tokens if NGRAM_SEP in t]                 # vocabulary order
+            n_chars = sum(map(str.startswith, tokens, itertools.repeat(CHAR_MARK)))
+            n_words = V - 2 - n_chars - len(grams)
+            words = NGRAM_SEP.join(grams).split(NGRAM_SEP) if grams else []
+            new = [w for w in dict.fromkeys(words) if w not in keyid]      # words only inside n-grams
+            keyid.update(zip(new, range(V + n_words, V + n_words + len(new))))   # pseudo ids: past every feature
             keyid[SEP] = -1
-            by_size: dict = {}
-            for words, i in grams:
-                by_size.setdefault(len(words), []).append(([keyid[w] for w in words], i))
+            sizes = np.fromiter(map(str.count, grams, itertools.repeat(NGRAM_SEP)), dtype=np.int64,
+                                count=len(grams)) + 1                     # (G,) words an n-gram
+            starts = np.cumsum(sizes) - sizes                             # (G,) its first word in ``words``
+            word_ids = np.fromiter(map(keyid.__getitem__, words), dtype=np.int64, count=len(words))
+            gram_ids = np.fromiter(map(keyid.__getitem__, grams), dtype=np.int64, count=len(grams))
             lookup = {}
-            for n, items in by_size.items():
-                ids = np.array([w for w, _ in items], dtype=np.int64)                # (G, n)
-                key = key_of([ids[:, j] for j in range(n)])
-                lookup[n] = KeyTable(key, np.array([i for _, i in items], dtype=np.int64))
+            for n in np.unique(sizes).tolist():
+                sel = np.flatnonzero(sizes == n)
+                ids = word_ids[starts[sel][:, None] + np.arange(n)]                     # (G_n, n)
+                lookup[n] = KeyTable(key_of([ids[:, j] for j in range(n)]), gram_ids[sel])
+            chars = keyid                                                 # the same dict (see above)
             self._index = (keyid, lookup, chars, {})
         return self._index
 
