@@ -23,7 +23,7 @@ class Vocabulary:
 
     def __init__(self, tokens: list, counts=None):
         self.tokens = list(tokens)
-        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.index = dict(zip(self.tokens, range(len(self.tokens))))
         self.counts = None if counts is None else np.asarray(counts, dtype=np.int64)
         assert self.tokens[:2] == [PAD, UNK]
         assert self.counts is None or self.counts.shape == (len(self.tokens),)
