@@ -249,20 +249,20 @@ class Bag(TextFeaturizer):
     # --- the lookup tables of a vocabulary --------------------------------------------------
 
     def _tables(self):
-        """(key id of every token, per n-gram size a KeyTable from keys to feature ids,
-        character n-gram string -> feature id, a cache of each word's character n-gram ids),
+        """(key id of every token and feature id of every character n-gram string, per n-gram
+        size a KeyTable from keys to feature ids, a cache of each word's character n-gram ids),
         built once from the vocabulary.
 
         A token's key id is its feature id; a word in the vocabulary only inside n-grams (cut
         by max_size) gets a pseudo id >= V, which reads as <unk> for the word itself; SEP is -1.
-        The first and third are one dict (every entry but <pad> and <unk>), built without a
+        The first is the vocabulary's index without <pad> and <unk>, and nothing is done in a
         Python loop per entry: a loaded model answers its first line sooner."""
         if self._index is None:
             tokens = self.vocab.tokens
             V = len(tokens)
-            # One dict of every entry, built in C: a text's tokens hold no whitespace or tab, so
-            # looking one up can only find a word, and a character n-gram (tab first) only itself.
-            keyid = dict(zip(tokens, range(V)))
+            # Every entry: a text's tokens hold no whitespace or tab, so looking one up can only
+            # find a word, and a character n-gram (tab first) only itself.
+            keyid = self.vocab.index.copy()
             del keyid[tokens[0]], keyid[tokens[1]]                       # <pad>, <unk>: never a text's word
             grams = [t for t in tokens if NGRAM_SEP in t]                 # vocabulary order
             n_chars = sum(map(str.startswith, tokens, itertools.repeat(CHAR_MARK)))
@@ -281,8 +281,7 @@ class Bag(TextFeaturizer):
                 sel = np.flatnonzero(sizes == n)
                 ids = word_ids[starts[sel][:, None] + np.arange(n)]                     # (G_n, n)
                 lookup[n] = KeyTable(key_of([ids[:, j] for j in range(n)]), gram_ids[sel])
-            chars = keyid                                                 # the same dict (see above)
-            self._index = (keyid, lookup, chars, {})
+            self._index = (keyid, lookup, {})
         return self._index
 
     def ngram_bucket(self, words: list) -> int:
@@ -294,7 +293,7 @@ class Bag(TextFeaturizer):
 
     def _gram_fids(self, n: int, keys):
         """(G,) feature ids of n-gram keys: the vocabulary's, else a hash bucket, else -1 (dropped)."""
-        _, lookup, _, _ = self._tables()
+        lookup = self._tables()[1]
         out = lookup[n].get(keys) if n in lookup and len(keys) else np.full(len(keys), -1, dtype=np.int64)
         B = self.spec.hash_buckets
         if B:
@@ -304,7 +303,7 @@ class Bag(TextFeaturizer):
 
     def _char_fids(self, token: str):
         """The feature ids of a token's character n-grams (vocabulary or bucket; others dropped)."""
-        _, _, chars, _ = self._tables()
+        chars = self._tables()[0]                  # its character n-gram entries
         lo, hi = self.char_range
         B, V = self.spec.hash_buckets, len(self.vocab)
         out = []
@@ -358,7 +357,7 @@ class Bag(TextFeaturizer):
         """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
         word's grams looked up once (those of vocabulary words kept between calls, at most V),
         then gathered to its occurrences."""
-        cache = self._tables()[3]
+        cache = self._tables()[2]
         pos = np.flatnonzero(word)                                          # (T',) word occurrences
         frequent = self._frequent()
         if frequent is not None:                                            # char_below: frequent words have none
