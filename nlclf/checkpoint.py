@@ -2,7 +2,10 @@
 
 A model folder holds ``model.json`` (format version, config, vocabulary, labels, network
 shape, a SHA-256 of the arrays, and the name of the arrays file) and that arrays file,
-``model.<first 16 hex digits of the SHA-256>.npz``, read with ``allow_pickle=False``.
+``model.<first 16 hex digits of the SHA-256>.npz``: stored (uncompressed) .npy members whose
+data starts at a multiple of 64 bytes, so loading maps them into memory as they are (no copy,
+no pickles) and verifies the SHA-256 on another thread while the vocabulary's lookup tables
+are built; ``load`` returns only once the digest matched.
 Each file is written atomically (temporary file, fsync, rename): the arrays first, then
 the JSON that names them, then stale arrays files are removed, so a crash at any moment
 leaves a consistent pair, old or new. Both are byte-for-byte deterministic: the same
@@ -18,9 +21,12 @@ import hashlib
 import io
 import json
 import math
+import mmap
 import os
 import re
 import stat
+import struct
+import threading
 import zipfile
 from pathlib import Path
 
@@ -146,6 +152,99 @@ def _read_arrays(path: Path, expected: dict | None = None) -> dict:
         raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
 
 
+_NPY_ERRORS = (ValueError, OSError, EOFError, KeyError, SyntaxError, tokenize.TokenError, OverflowError,
+               struct.error, TypeError)
+
+
+def _member_arrays(path: Path):
+    """(name, dtype, shape, fortran order, offset, nbytes) of every array of a stored .npz, read
+    from the zip's local headers and the .npy headers alone; nothing else of the file is read."""
+    out = []
+    try:
+        with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+            for info in zf.infolist():
+                f.seek(info.header_offset)
+                local = f.read(30)
+                if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                    raise ValueError(f"member {info.filename}: no local header")
+                n_name, n_extra = struct.unpack("<HH", local[26:30])
+                start = info.header_offset + 30 + n_name + n_extra           # the member's .npy
+                f.seek(start)
+                version = np.lib.format.read_magic(f)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"member {info.filename}: .npy version {version}")
+                shape, fortran, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise ValueError(f"member {info.filename} holds Python objects")
+                if not all(isinstance(d, int) and d >= 0 for d in shape):
+                    raise ValueError(f"member {info.filename} has the shape {shape}")
+                offset = f.tell()
+                nbytes = dtype.itemsize * math.prod(shape)
+                if offset + nbytes > start + info.file_size:
+                    raise ValueError(f"member {info.filename} is shorter than its array")
+                out.append((info.filename.removesuffix(".npy"), dtype, tuple(shape), fortran, offset, nbytes))
+    except (zipfile.BadZipFile, *_NPY_ERRORS) as e:
+        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _digest_ranges(path: Path, members: list) -> str:
+    """checksum() of the arrays of ``members``, read from the file in 16 MiB pieces (through the
+    page cache, never the mapping: the process does not grow by the arrays it hashes). Reading
+    and hashing release the GIL, and large pieces seldom ask for it back, so this runs beside
+    the loading thread's Python work."""
+    h = hashlib.sha256()
+    buf = bytearray(1 << 24)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        for name, dtype, shape, _, offset, nbytes in sorted(members):
+            h.update(f"{name}|{dtype.str}|{shape}|".encode())
+            f.seek(offset)
+            while nbytes:
+                got = f.readinto(view[:min(nbytes, len(buf))])
+                if not got:
+                    raise OSError("the file ended early")
+                h.update(view[:got])
+                nbytes -= got
+    return h.hexdigest()
+
+
+def map_npz(path: Path, expected: dict, sha256: str):
+    """The arrays of an .npz written by write_npz, mapped read-only into memory (no copy: a page
+    is read when a row is first used), and a thread that checks them against ``sha256``:
+    ``join()`` it before trusting the arrays, it then holds the error, if any, in ``.error``.
+    Arrays of an older, unaligned file are copied."""
+    _regular_file(path, "")
+    _check_members(path, expected)
+    members = _member_arrays(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+    arrays = {}
+    try:
+        for name, dtype, shape, fortran, offset, nbytes in members:
+            a = np.frombuffer(mm, dtype=dtype, count=math.prod(shape), offset=offset)
+            a = a.reshape(shape[::-1]).T if fortran else a.reshape(shape)
+            arrays[name] = a if offset % max(dtype.alignment, 1) == 0 else a.copy()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: damaged or not an nlclf array file ({e})") from None
+
+    def verify():
+        try:
+            if _digest_ranges(path, members) != sha256:
+                check.error = CheckpointError(
+                    f"{path}: checksum mismatch: the arrays do not match the metadata (damaged or altered)")
+        except OSError as e:
+            check.error = CheckpointError(f"{path}: cannot read: {e.strerror or e}")
+
+    check = threading.Thread(target=verify, name="nlclf-verify", daemon=True)
+    check.error = None
+    check.start()
+    return arrays, check
+
+
 def _read_json(path: Path, what: str, missing: str) -> dict:
     _regular_file(path, missing)
     try:
@@ -154,15 +253,26 @@ def _read_json(path: Path, what: str, missing: str) -> dict:
         raise CheckpointError(f"{path}: damaged {what} ({e})") from None
 
 
+ALIGN = 64                          # each array's data starts at a multiple of this in the file
+_PAD_EXTRA = 0xD935                 # the zip "extra field" id zipalign uses for alignment padding
+
+
 def write_npz(f, arrays: dict) -> None:
     """An .npz archive into the open binary file ``f``, with fixed timestamps and sorted names
     (the same arrays give the same bytes), each array streamed into its member: no copy of an
-    array, or of the archive, is made in memory."""
+    array, or of the archive, is made in memory. Members are stored, and each one's local header
+    is padded (an extra field) so that its .npy starts at a multiple of ALIGN; NumPy pads the
+    .npy header to 64 bytes, so every array's data is aligned in the file and can be mapped
+    into memory as it is (``map_npz``)."""
     with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             arr = np.ascontiguousarray(arrays[name])
             info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)
-            with zf.open(info, "w", force_zip64=arr.nbytes > (1 << 30)) as member:
+            zip64 = arr.nbytes > (1 << 30)
+            header = 30 + len(info.filename.encode()) + (20 if zip64 else 0) + 4     # local header, extras
+            pad = -(zf.start_dir + header) % ALIGN
+            info.extra = struct.pack("<HH", _PAD_EXTRA, pad) + bytes(pad)
+            with zf.open(info, "w", force_zip64=zip64) as member:
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 
@@ -240,11 +350,22 @@ def load(directory) -> tuple:
     for key, tp in (("config", dict), ("labels", list), ("vocab", list), ("net", dict),
                     ("arrays", dict), ("sha256", str), ("temperature", (int, float))):
         _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
-    _expect(all(isinstance(t, str) for t in meta["vocab"]) and all(isinstance(t, str) for t in meta["labels"]),
+    _expect(set(map(type, meta["vocab"])) | set(map(type, meta["labels"])) <= {str},
             meta_path, "damaged model metadata (vocab and labels must be strings)")
     arrays_path = _arrays_path(directory, meta, meta_path)
     expected = meta["arrays"]
-    arrays = _read_arrays(arrays_path, expected)
+    arrays, check = map_npz(arrays_path, expected, meta["sha256"])
+    try:
+        model, config = _assemble(meta, meta_path, arrays, arrays_path, expected)
+    finally:
+        check.join()         # checked meanwhile, on another core; an error found there comes first
+    if check.error is not None:
+        raise check.error
+    return model, config, meta
+
+
+def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expected: dict):
+    """(Classifier, Config) from checked metadata and the arrays it describes."""
     _expect(set(arrays) == set(expected), arrays_path,
             f"holds arrays {sorted(arrays)}, the metadata lists {sorted(expected)}")
     for name, a in arrays.items():
@@ -252,8 +373,6 @@ def load(directory) -> tuple:
         _expect(isinstance(want, dict) and a.dtype.str == want.get("dtype") and list(a.shape) == want.get("shape"),
                 arrays_path, f"array {name} is {a.dtype.str} {list(a.shape)}, the metadata says {want}")
         _expect(a.dtype.kind in "fiu", arrays_path, f"array {name} has unsupported dtype {a.dtype}")
-    _expect(checksum(arrays) == meta["sha256"], arrays_path,
-            "checksum mismatch: the arrays do not match the metadata (damaged or altered)")
     try:
         config = from_dict(meta["config"], "config")
         net = dict(meta["net"])
@@ -282,8 +401,8 @@ def load(directory) -> tuple:
     _expect(shapes == param_shapes(spec), arrays_path,
             f"parameter shapes {shapes} do not match the network the metadata describes")
     _expect(all(v.dtype.kind == "f" for v in params.values()), arrays_path, "parameters must be floating point")
-    model = Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]))
-    return model, config, meta
+    featurizer.prepare()                 # its lookup tables, while the arrays are being checked
+    return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"])), config
 
 
 # --- training state, for --resume ----------------------------------------------------

@@ -88,3 +88,48 @@ def test_divergence_stops_with_epoch_batch_and_hint_and_writes_no_bad_checkpoint
     for f in (tmp_path / "run").glob("*.npz"):
         with np.load(f, allow_pickle=False) as z:
             assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
+
+
+def _plain_npz(path: Path, arrays: dict) -> None:
+    """An .npz as numpy.savez writes it: members at whatever offset they fall (unaligned)."""
+    import zipfile
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            with zf.open(name + ".npy", "w") as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]))
+
+
+def test_arrays_are_aligned_in_the_file_and_mapped_read_only(tmp_path):
+    cfg = cfg_for("bow", tmp_path, ngrams=2, hash_buckets=16)
+    pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "model.json").read_text(encoding="utf-8"))
+    members = checkpoint._member_arrays(tmp_path / "run" / meta["arrays_file"])
+    assert {m[0] for m in members} == set(meta["arrays"])
+    assert all(offset % checkpoint.ALIGN == 0 for *_, offset, _ in members)
+    model, _, _ = checkpoint.load(tmp_path / "run")
+    for a in model.params.values():
+        assert not a.flags.writeable and not a.flags.owndata          # a view of the mapped file, no copy
+    texts = ["apple mango pear", "owl crow", "drill saw", ""]
+    expected = model.proba(texts)
+    # An unaligned file of the same arrays (as numpy.savez writes) is read too, by copying.
+    with np.load(tmp_path / "run" / meta["arrays_file"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    _plain_npz(tmp_path / "run" / meta["arrays_file"], arrays)
+    assert any(offset % 4 for *_, offset, _ in checkpoint._member_arrays(tmp_path / "run" / meta["arrays_file"]))
+    old, _, _ = checkpoint.load(tmp_path / "run")
+    assert np.array_equal(old.proba(texts), expected)
+
+
+def test_a_loaded_model_outlives_its_files_being_replaced(tmp_path):
+    """The mapping holds the file it was made from: training again into the folder (which
+    removes the old arrays file once the new one is complete) leaves a loaded model intact."""
+    cfg = cfg_for("bow", tmp_path)
+    pipeline.run_train(cfg, tmp_path, tmp_path / "run")
+    model, _, meta = checkpoint.load(tmp_path / "run")
+    texts = ["apple mango pear", "owl crow", "drill saw"]
+    before = model.proba(texts)
+    cfg2 = cfg_for("bow", tmp_path, weighting="tfidf", ngrams=2)
+    pipeline.run_train(cfg2, tmp_path, tmp_path / "run", overwrite=True)
+    assert not (tmp_path / "run" / meta["arrays_file"]).exists()
+    assert np.array_equal(model.proba(texts), before)
+    assert checkpoint.load(tmp_path / "run")[2]["sha256"] != meta["sha256"]

@@ -248,6 +248,10 @@ class Bag(TextFeaturizer):
 
     # --- the lookup tables of a vocabulary --------------------------------------------------
 
+    def prepare(self) -> None:
+        self._tables()
+        self.column_scale()
+
     def _tables(self):
         """(key id of every token and feature id of every character n-gram string, per n-gram
         size a KeyTable from keys to feature ids, a cache of each word's character n-gram ids),

@@ -97,12 +97,17 @@ class TextFeaturizer:
     def _vocab_changed(self) -> None:
         """Drop what was derived from the previous vocabulary (bags keep caches)."""
 
-    def word_ids(self, tokens: list):
-        """(ids (T,), rows (T,), is_sep (T+N,)): the id of every token but the separators
-        (unknown words -> <unk>), the text each belongs to, and where the separators were."""
+    def prepare(self) -> None:
+        """Build now what transforming a text needs (lookup tables; otherwise built by the first
+        transform): a loaded model does it while its arrays are being checked."""
         if self._lookup is None:
             self._lookup = dict(self.vocab.index)
             self._lookup[SEP] = -1
+
+    def word_ids(self, tokens: list):
+        """(ids (T,), rows (T,), is_sep (T+N,)): the id of every token but the separators
+        (unknown words -> <unk>), the text each belongs to, and where the separators were."""
+        self.prepare()
         ids = np.fromiter(map(self._lookup.get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64,
                           count=len(tokens))
         is_sep = ids < 0
