@@ -406,7 +406,8 @@ def inspect(model: str = MODEL_ARG,
 @app.command(epilog=_examples(
     "cat new.txt | nlclf predict runs/sst5 --proba",
     "nlclf predict runs/sst5 items.jsonl --id-field id --format jsonl --top-k -1",
-    "nlclf predict runs/demo --explain 3 --format tsv < texts.txt"))
+    "nlclf predict runs/demo --explain 3 --format tsv < texts.txt",
+    "nlclf predict runs/sst5 day1.txt day2.txt --out-dir preds/ --scheduler tcp://10.0.0.5:8786"))
 def predict(model: str = MODEL_ARG,
             files: List[str] = typer.Argument(None, metavar="[FILE]...", help="Text files, one text a line (or JSON Lines, CSV, a folder, as the model's data.format says); '-' or none: stdin."),
             proba: bool = typer.Option(False, "--proba", metavar="", help="Add the probability of each label."),
@@ -417,12 +418,20 @@ def predict(model: str = MODEL_ARG,
             id_field: Optional[str] = typer.Option(None, "--id-field", metavar="FIELD", help="Echo this field of JSON Lines or CSV input before the labels (tsv, jsonl)."),
             batch_size: int = typer.Option(1024, "--batch-size", metavar="N", min=1, max=1_000_000, help="Texts per batch."),
             explain: int = typer.Option(0, "--explain", min=0, max=1000, metavar="K", help="Show the K tokens/n-grams that pushed each prediction most toward and against its label (gradient × input)."),
-            workers: int = typer.Option(0, "--workers", metavar="N", min=0, max=256, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it.")):
+            workers: int = typer.Option(0, "--workers", metavar="N", min=0, max=256, help="Processes computing batches (0: one per core; 1: this process only). The output does not depend on it."),
+            out_dir: Optional[str] = typer.Option(None, "--out-dir", metavar="DIR", help="Write one file per input FILE into DIR (reviews.txt -> DIR/reviews.pred; .pred.tsv, .pred.jsonl), each atomically, instead of stdout."),
+            scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="With --out-dir: predict on a Dask cluster, whose workers read the FILEs and the model at the same paths (trusted: Dask unpickles what the scheduler sends)."),
+            overwrite: bool = OVERWRITE):
     """Label each input line: one result a line on stdout, in input order, streamed."""
-    from .predict import run_predict
+    from .predict import Request, predict_files, run_predict
     from .report import prediction_lines
     fmt = fmt.value
     with _errors():
+        if out_dir is None and (scheduler or overwrite):
+            raise ConfigError(f"{'--scheduler' if scheduler else '--overwrite'} goes with --out-dir DIR "
+                              f"(predictions into files); on stdout, use --workers")
+        if out_dir is not None and not files:
+            raise ConfigError("--out-dir writes one file per input FILE: name the files to predict")
         for f in files or []:
             if f.lower() in ("true", "false", "yes", "no", "on", "off") and not Path(f).exists():
                 raise ConfigError(f"{f}: not a file; boolean options are flags and take no value "
@@ -432,10 +441,17 @@ def predict(model: str = MODEL_ARG,
         if top_k == 0:
             raise ConfigError("--top-k takes K >= 1, or -1 for all labels")
         k = top_k if top_k != 1 or threshold is None else -1
+        show_proba, many = proba or top_k < 0 or threshold is not None, k != 1 or threshold is not None
+        if out_dir is not None:
+            req = Request(k, threshold, explain, id_field, with_text, batch_size, fmt, show_proba, many)
+            r = predict_files(model, files, out_dir, req, overwrite, workers, scheduler)
+            total = sum(f["bytes"] for f in r["files"])
+            _err(f"wrote {len(r['files'])} file{'s' if len(r['files']) != 1 else ''} into {out_dir} "
+                 f"({total:,} bytes) in {r['seconds']:.1f} s")
+            return
         for batch in run_predict(model, files or ["-"], k, batch_size, explain_k=explain, workers=workers,
                                  threshold=threshold, id_field=id_field, with_text=with_text):
-            _emit(prediction_lines(batch, fmt, proba or top_k < 0 or threshold is not None,
-                                   k != 1 or threshold is not None, bool(explain)))
+            _emit(prediction_lines(batch, fmt, show_proba, many, bool(explain)))
 
 
 CV_EXAMPLES = _examples("nlclf cv --train train.tsv --folds 10", "nlclf cv configs/trec.yaml --folds 5 --seeds 2 --data-root ../shared/data")

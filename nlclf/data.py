@@ -78,9 +78,12 @@ def _open(path: Path):
 
 @contextlib.contextmanager
 def _input(path):
-    """The byte stream of a file, or of standard input for '-'."""
+    """The byte stream of a file, of standard input for '-', or of a FilePart."""
     if str(path) == "-":
         yield sys.stdin.buffer
+    elif isinstance(path, FilePart):
+        with _open(Path(path.path)) as f:
+            yield _Window(f, path)
     else:
         with _open(Path(path)) as f:
             yield f
@@ -138,8 +141,9 @@ def _lines(stream, name, opts, bad=None, labelled: bool = True) -> Iterator[tupl
     false, where every line must get an answer) it is cut to that length under
     on_bad_line skip or warn, and an error otherwise."""
     enc, errors, limit = opts.encoding, opts.encoding_errors, opts.max_text_bytes
-    offset = _skip_bom(stream, enc)
-    for lineno, (raw, whole) in enumerate(_bounded(stream, limit), start=1):
+    offset = getattr(stream, "offset", 0)                     # a FilePart's: where it starts
+    offset += _skip_bom(stream, enc) if offset == 0 else 0
+    for lineno, (raw, whole) in enumerate(_bounded(stream, limit), start=getattr(stream, "first_line", 1)):
         if not whole:
             if labelled or bad is None or bad.policy == "error":
                 if bad is None:
@@ -499,7 +503,8 @@ def infer_format(path, log=None) -> str:
 
 def _records(path, opts, log, known, labelled: bool, id_field=None) -> Iterator[tuple]:
     opts = TSV_DEFAULTS if opts is None else opts
-    fmt = infer_format(path, log) if opts.format == "auto" else opts.format
+    fmt = part_format(path, opts) if isinstance(path, FilePart) else \
+        infer_format(path, log) if opts.format == "auto" else opts.format
     name = "<stdin>" if str(path) == "-" else path
     if id_field is not None and fmt not in ("jsonl", "csv"):
         raise DataError(f"{name}: --id-field names a field of JSON Lines or CSV records; this is read as {fmt}")
@@ -562,6 +567,81 @@ def iter_records(paths: Iterable[str], opts: DataConfig | None = None, log=None,
     folder, else None."""
     for p in paths:
         yield from _records(p, opts, log, None, False, id_field)
+
+
+# --- parts of a file, for prediction on several processes or machines ------------------------
+
+class FilePart:
+    """The lines of ``path`` in the bytes [start, end), the first of them line ``first_line``:
+    iter_records reads it as it reads the whole file (the same texts, line numbers and byte
+    offsets in messages), so a large file can be predicted a part a task. Only formats of one
+    record a line are cut into parts (LINE_FORMATS); str() is the file's path."""
+
+    __slots__ = ("path", "start", "end", "first_line")
+
+    def __init__(self, path, start: int, end: int, first_line: int):
+        self.path, self.start, self.end, self.first_line = str(path), start, end, first_line
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"FilePart({self.path!r}, {self.start}, {self.end}, {self.first_line})"
+
+    def __reduce__(self):
+        return FilePart, (self.path, self.start, self.end, self.first_line)
+
+
+LINE_FORMATS = ("tsv", "fasttext", "jsonl")
+
+
+class _Window:
+    """A binary file read from a FilePart's start up to its end, as _lines reads a stream."""
+
+    def __init__(self, f, part: FilePart):
+        f.seek(part.start)
+        self._f, self._left = f, part.end - part.start
+        self.offset, self.first_line = part.start, part.first_line
+
+    def _take(self, got: bytes) -> bytes:
+        self._left -= len(got)
+        return got
+
+    def read(self, n: int = -1) -> bytes:
+        return self._take(self._f.read(self._left if n < 0 else min(n, self._left)))
+
+    def readline(self, n: int = -1) -> bytes:
+        return self._take(self._f.readline(self._left if n < 0 else min(n, self._left)))
+
+    def peek(self, n: int = 1) -> bytes:
+        return self._f.peek(n)[:self._left]
+
+
+def part_format(part: FilePart, opts: DataConfig) -> str:
+    return infer_format(part.path) if opts.format == "auto" else opts.format
+
+
+def line_parts(path, opts: DataConfig | None, lines: int) -> list:
+    """``path`` cut into FileParts of ``lines`` lines (the last one shorter; an empty file is one
+    empty part), found by one pass over its bytes; a file whose format is not of one record a
+    line (CSV, whose quoted fields may hold newlines; a folder) is one part, its path."""
+    opts = TSV_DEFAULTS if opts is None else opts
+    fmt = infer_format(path) if opts.format == "auto" else opts.format
+    if fmt not in LINE_FORMATS:
+        return [str(path)]
+    parts, start, first, pos, seen = [], 0, 1, 0, 0      # seen: newlines of the current part so far
+    with _open(Path(path)) as f:
+        for block in iter(functools.partial(f.read, 1 << 22), b""):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)   # newlines in the block
+            for i in range(lines - 1 - seen, len(ends), lines):                 # each part's last newline
+                end = pos + int(ends[i]) + 1
+                parts.append(FilePart(path, start, end, first))
+                start, first = end, first + lines
+            seen = (seen + len(ends)) % lines
+            pos += len(block)
+    if pos > start or not parts:
+        parts.append(FilePart(path, start, pos, first))
+    return parts
 
 
 FULL_HASH_BYTES = 64 << 20     # files up to this size are hashed whole; larger ones by their ends

@@ -1,5 +1,5 @@
 """Ordered, streaming maps over forked worker processes: how featurization and prediction use
-every core of one machine. (Work for many machines goes to Dask: see search.py.)
+every core of one machine. (Work for many machines goes to Dask: see cluster.py.)
 
 ``fn`` and everything it refers to (a fitted featurizer, a model) reach the workers by
 ``fork``, not by pickling; only the items and the results are pickled. At most two items

@@ -1,4 +1,5 @@
-"""Prediction on streams: `nlclf predict` and the Python API's batches.
+"""Prediction on streams: `nlclf predict` and the Python API's batches; and of many files
+into an output folder (`nlclf predict --out-dir`), on forked workers or a Dask cluster.
 
 Input records are grouped into batches as they arrive (interactive input is answered at once),
 scored by forked workers in order (parallel.ordered_map) and handed back with their
@@ -8,13 +9,18 @@ identifiers and, if asked, their texts.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import os
 import queue
 import threading
+import time
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import checkpoint, data, explain, parallel
+from . import checkpoint, data, explain, parallel, rundir
+from .errors import CheckpointError, ConfigError, DataError
 
 
 def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
@@ -65,6 +71,20 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
     processes (0: one per core; 1: in this process)."""
     model, cfg, _ = checkpoint.load(model_dir)
     records = data.iter_records(paths, cfg.data, id_field=id_field) if texts is None else ((None, t) for t in texts)
+    predict_batch = _scorer(model, top_k, threshold, explain_k)
+    held: collections.deque = collections.deque()      # the records of the batches in flight, in order
+
+    def texts_of(batches):
+        for batch in batches:
+            held.append(batch)
+            yield [t for _, t in batch]
+
+    for results in parallel.ordered_map(predict_batch, texts_of(_batches(records, batch_size)), workers):
+        yield _results(held.popleft(), results, explain_k, with_text)
+
+
+def _scorer(model, top_k: int, threshold: float | None, explain_k: int):
+    """The function from a batch of texts to their results (see run_predict)."""
     k = len(model.labels) if top_k < 1 else min(top_k, len(model.labels))
     labels = model.labels
 
@@ -79,22 +99,145 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
             out = [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
         return out
 
-    held: collections.deque = collections.deque()      # the records of the batches in flight, in order
+    return predict_batch
 
-    def texts_of(batches):
-        for batch in batches:
-            held.append(batch)
-            yield [t for _, t in batch]
 
-    for results in parallel.ordered_map(predict_batch, texts_of(_batches(records, batch_size)), workers):
-        batch = held.popleft()
-        out = []
-        for (ident, text), r in zip(batch, results):
-            item = dict(r) if explain_k else {"top": r}
-            item["id"] = ident
-            if with_text:
-                item["text"] = text
-            elif explain_k:
-                item.pop("text", None)
-            out.append(item)
-        yield out
+def _results(batch: list, results: list, explain_k: int, with_text: bool) -> list:
+    """run_predict's result dicts for a batch of (identifier, text) records and their scores."""
+    out = []
+    for (ident, text), r in zip(batch, results):
+        item = dict(r) if explain_k else {"top": r}
+        item["id"] = ident
+        if with_text:
+            item["text"] = text
+        elif explain_k:
+            item.pop("text", None)
+        out.append(item)
+    return out
+
+
+# --- many files into an output folder, on this machine or a Dask cluster -----------------------
+
+PART_LINES = 1 << 16          # lines a task: 64 batches of 1024
+OUTPUT_SUFFIX = {"text": ".pred", "tsv": ".pred.tsv", "jsonl": ".pred.jsonl"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What to compute for each record and how to print it (`nlclf predict`'s options)."""
+    top_k: int = 1
+    threshold: float | None = None
+    explain_k: int = 0
+    id_field: str | None = None
+    with_text: bool = False
+    batch_size: int = 1024
+    fmt: str = "text"
+    proba: bool = False             # print probabilities
+    many: bool = False              # print several labels (jsonl: a "top" list)
+
+
+_LOADED: dict = {}                    # in a worker process: (model folder, model.json's identity) -> model
+_LOADING = threading.Lock()
+
+
+def _model_identity(model_dir) -> tuple:
+    """Which model a folder holds now, from a stat of its model.json (a retrained model is new)."""
+    path = Path(model_dir).resolve()
+    try:
+        st = (path / checkpoint.META).stat()
+    except OSError:
+        return (str(path),)
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _cached_model(model_dir):
+    """(model, config, the arrays' SHA-256), loaded once per process for a model folder."""
+    key = _model_identity(model_dir)
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED.clear()                      # one model a worker: a new one replaces the old
+            model, cfg, meta = checkpoint.load(model_dir)
+            _LOADED[key] = model, cfg, meta["sha256"]
+        return _LOADED[key]
+
+
+def predict_part(model_dir: str, part, req: Request) -> tuple:
+    """(the model's SHA-256, the output bytes) of one task: a file, or a data.FilePart of one,
+    predicted in fixed batches of req.batch_size records from its start, so the bytes do not
+    depend on where, or beside which other parts, it ran. Runs on a worker: the model is loaded
+    once per process."""
+    from .report import prediction_lines
+    model, cfg, sha = _cached_model(model_dir)
+    predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k)
+    out = []
+    for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):
+        results = _results(batch, predict_batch([t for _, t in batch]), req.explain_k, req.with_text)
+        out.append(prediction_lines(results, req.fmt, req.proba, req.many, bool(req.explain_k)))
+    return sha, "".join(out).encode("utf-8")
+
+
+def output_names(paths: list, fmt: str) -> list:
+    """The output file of each input: its name with the last suffix replaced by the format's
+    (reviews.txt -> reviews.pred; --format jsonl: reviews.pred.jsonl). Two inputs that would
+    write the same output are an error, before any work."""
+    names, seen = [], {}
+    for p in paths:
+        if str(p) == "-":
+            raise ConfigError("--out-dir writes one file per input file; standard input ('-') has no name")
+        name = Path(p).name
+        stem = Path(name).stem if Path(name).suffix and not Path(p).is_dir() else name
+        out = (stem or name) + OUTPUT_SUFFIX[fmt]
+        if out in seen:
+            raise ConfigError(f"{seen[out]} and {p} would both be written to {out}; predict them into "
+                              f"separate --out-dir folders")
+        seen[out] = p
+        names.append(out)
+    return names
+
+
+def predict_files(model_dir, paths: list, out_dir, req: Request, overwrite: bool = False,
+                  workers: int = 0, scheduler: str | None = None, log=lambda msg: None) -> dict:
+    """Predict each input file into its own file of ``out_dir`` (see output_names), each written
+    atomically once complete. Line formats are cut into parts of PART_LINES lines; the parts
+    run on ``workers`` forked processes (0: one per core) or, with ``scheduler``, on that Dask
+    cluster (which reads the inputs and the model at the same paths), and the bytes written are
+    the same either way. The output folder is claimed as a training run's is (a new or empty
+    folder, or one nlclf wrote; ``overwrite`` replaces only the outputs it lists). Returns
+    {"files": [{"input", "output", "bytes"}], "seconds"}."""
+    from .cluster import executor
+    t0 = time.perf_counter()
+    names = output_names(paths, req.fmt)
+    model_dir = str(Path(model_dir).resolve())
+    _, cfg, sha = _cached_model(model_dir)               # loaded before the workers fork: they share it
+    for p in paths:
+        if not Path(p).exists():
+            raise DataError(f"{p}: file not found")
+    plans = [data.line_parts(os.path.abspath(p), cfg.data, PART_LINES) for p in paths]   # a worker's cwd is its own
+    folder = rundir.RunFolder.claim(out_dir, overwrite, writes=tuple(f"*{s}" for s in OUTPUT_SUFFIX.values()))
+    pool = None
+    try:
+        tasks = [(model_dir, part, req) for plan in plans for part in plan]
+        pool = executor(max(1, min(parallel.n_workers(workers), len(tasks))), scheduler)
+        results = pool.ordered(predict_part, tasks)
+        written = []
+        for p, name, plan in zip(paths, names, plans):
+            def write(f, n=len(plan)):
+                for _ in range(n):
+                    used, text = next(results)
+                    if used != sha:
+                        raise CheckpointError(f"{model_dir}: a worker read another model than this "
+                                              f"process (arrays {used[:16]}, not {sha[:16]}): was it "
+                                              f"replaced while predicting?")
+                    f.write(text)
+            target = folder.write(name, write)
+            written.append({"input": str(p), "output": str(target), "bytes": target.stat().st_size})
+            log(f"{p} -> {target}")
+        results.close()
+    except BaseException:
+        folder.release(failed=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+    folder.release()
+    return {"files": written, "seconds": time.perf_counter() - t0}

@@ -58,12 +58,14 @@ def atomic_write(path, data) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:                 # a writer's own error too (bad input, Ctrl-C): no temporary left
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+        if isinstance(e, OSError):
+            raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+        raise
     _fsync_dir(path.parent)
 
 

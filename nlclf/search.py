@@ -1,8 +1,8 @@
 """Cross-validation and hyperparameter search, run in parallel processes or on a Dask cluster.
 
 Each unit of work (a fold, a trial) is a top-level function of plain arguments, so it can be
-shipped to a worker process or to a ``distributed`` worker unchanged. Nothing here prints or
-writes files; the CLI writes the reports this module returns.
+shipped to a worker process or to a ``distributed`` worker unchanged (cluster.py runs them).
+Nothing here prints or writes files; the CLI writes the reports this module returns.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import re
 import time
 import traceback
 from pathlib import Path
@@ -21,85 +19,13 @@ import yaml
 
 from . import config as config_mod
 from . import data, parallel, report, rundir, runtime
+from .cluster import executor
 from .config import Config
 from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
 from .evaluate import score
 from .pipeline import data_root, fit_lists, with_root
 
 HALVING_ETA = 3
-
-
-# --- where the work runs ---------------------------------------------------------
-
-class _Local:
-    """Forked processes on this machine, one per task (parallel.unordered_map): the shared data
-    reaches them by fork, a process that dies fails only its own task, Ctrl-C ends them at once."""
-
-    def __init__(self, jobs: int):
-        self.jobs = jobs
-
-    def results(self, fn, shared, tasks: list, should_start=None):
-        """(i, fn(shared, *tasks[i]) or the exception it raised) as each task finishes; no task
-        is started once ``should_start()`` is false."""
-        return parallel.unordered_map(lambda args: fn(shared, *args), tasks, self.jobs, should_start)
-
-    def close(self):
-        pass
-
-
-SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+):(\d{1,5})/?$")
-
-
-class _Dask:
-    """A Dask ``distributed`` scheduler: ``tcp://HOST:PORT``. Data files must be readable by the
-    workers at the same paths (they receive the data itself, scattered once). Dask's protocol
-    unpickles what the scheduler sends: use only a cluster you trust."""
-
-    def __init__(self, address: str):
-        m = SCHEDULER_ADDRESS.match(address)
-        if not m or not 0 < int(m.group(3)) < 65536:
-            raise ConfigError(f"--scheduler {address}: expected a Dask scheduler address like "
-                              f"tcp://HOST:PORT (port 1-65535)")
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ConfigError("--scheduler needs the 'distributed' package: pip install 'nlclf[distributed]'") from None
-        try:
-            self.client = Client(address, timeout="15s")
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as e:            # OSError, TimeoutError, a protocol error, MemoryError, ...
-            raise ConfigError(f"--scheduler {address}: cannot connect to a Dask scheduler there "
-                              f"({type(e).__name__}: {str(e)[:200] or 'no answer'})") from None
-
-    def results(self, fn, shared, tasks: list, should_start=None):
-        """As _Local's. Every task is handed to the scheduler at once; once ``should_start()`` is
-        false the tasks not yet finished are cancelled (the scheduler does not say which began)."""
-        from distributed import as_completed
-        data = self.client.scatter(shared, broadcast=True)
-        futures = [self.client.submit(fn, data, *args, pure=False) for args in tasks]
-        index = {f.key: i for i, f in enumerate(futures)}
-        try:
-            for fut in as_completed(futures):
-                try:
-                    yield index[fut.key], fut.result()
-                except Exception as e:             # noqa: BLE001 - the task's error, or a lost worker
-                    if type(e).__name__ == "CancelledError":
-                        continue
-                    yield index[fut.key], e
-                if should_start is not None and not should_start():
-                    self.client.cancel([f for f in futures if not f.done()])
-        finally:
-            self.client.cancel(futures)
-
-    def close(self):
-        self.client.close()
-
-
-def executor(jobs: int | None = None, scheduler: str | None = None):
-    if scheduler:
-        return _Dask(scheduler)
-    return _Local(jobs or os.cpu_count() or 1)
 
 
 def _eta(t0: float, done: int, total: int) -> str:
