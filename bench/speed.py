@@ -626,7 +626,7 @@ def main(argv=None):
     doc = document(args, info, mach, selected, res, results, targets, started, elapsed, load)
     print("\n".join(["", *results, "", *targets]))
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    out_md.write_text("\n".join(doc) + "\n", encoding="utf-8")
+    out_md.write_text("\n".join(doc) + "\n" + predict_block(out_md), encoding="utf-8")
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps({
         "command": args.command, "date": started.isoformat(), "elapsed_seconds": round(elapsed, 1),
@@ -635,6 +635,15 @@ def main(argv=None):
                           "batch": r.batch, "cmd": r.cmd, **r.result} for r in selected},
     }, indent=1), encoding="utf-8")
     log(f"done in {elapsed / 60:.1f} min: {rel(out_md)}, {rel(out_json)}")
+
+
+def predict_block(path: Path) -> str:
+    """The section `make bench-predict` keeps in the same file (bench/predict_speed.py), as it is."""
+    begin, end = "<!-- bench-predict: begin -->", "<!-- bench-predict: end -->"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin not in old or end not in old:
+        return ""
+    return "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
 
 
 def render(args):
@@ -661,7 +670,7 @@ def render(args):
     doc += ["", f"(Tables rendered again from `{rel(args.render)}` by "
                 f"`python bench/speed.py --render {rel(args.render)}`: the figures are that run's.)"]
     print("\n".join(["", *results, "", *targets]))
-    out_md.write_text("\n".join(doc) + "\n", encoding="utf-8")
+    out_md.write_text("\n".join(doc) + "\n" + predict_block(out_md), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,250 @@
+"""Prediction at every scale beside fastText: ``make bench-predict``.
+
+Usage::
+
+    python bench/predict_speed.py [--data-root ../shared/data] [--work bench/out/predict]
+        [--reuse] [--skip NAME ...] [--out docs/performance.md]
+
+In one run, one process a row (``bench/measure.py``: whole-process wall time, peak memory of
+the process tree; 2 BLAS threads), one after the other:
+
+1. models: nlclf's default configs of sst2 and sst5 (``configs/<set>.yaml``, data paths only),
+   their files' size and test accuracy; fastText on sst5 with bench-accuracy's recipe (25
+   epochs, lr 0.5, bigrams, dim 100) saved as ``.bin`` and, by ``quantize``, as ``.ftz``;
+2. start: ``echo 'a fine film' | nlclf predict MODEL -`` (median of 5), and fastText's Python
+   bindings labelling that line from the ``.ftz`` and the ``.bin``;
+3. throughput: 100,000 lines (sst5's texts, cycled) through ``nlclf predict`` (2 workers and
+   one process) and fastText (``peer_fasttext.py --predict``: load, read every line, predict);
+4. memory: ``nlclf predict`` of 10,000 and of 1,000,000 lines;
+5. Dask: 20 files of 50,000 lines into ``--out-dir``, locally with ``--workers 2`` and on a
+   2-worker LocalCluster (started before, not timed), the outputs compared byte for byte.
+
+Writes the tables between the ``bench-predict`` markers of ``--out`` (the rest of the file,
+``make bench-speed``'s, is kept) and every figure to ``<work>/predict.json``.
+"""
+import argparse
+import datetime
+import hashlib
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import measure  # noqa: E402
+
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)   # measured as installed: with compiled bytecode
+
+NLCLF = str(Path(sys.executable).parent / "nlclf")
+LINE = "a fine film"
+START_RUNS = 5
+BEGIN, END = "<!-- bench-predict: begin -->", "<!-- bench-predict: end -->"
+
+
+def log(msg):
+    print(f"[predict {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def texts_of(tsv: Path) -> list:
+    with open(tsv, encoding="utf-8") as f:
+        return [line.rstrip("\n").split("\t", 1)[-1] for line in f if line.strip()]
+
+
+def write_lines(path: Path, texts: list, n: int) -> Path:
+    if not path.exists() or sum(1 for _ in open(path, "rb")) != n:
+        with open(path, "w", encoding="utf-8") as f:
+            for t in itertools.islice(itertools.cycle(texts), n):
+                f.write(t + "\n")
+    return path
+
+
+def mb(*paths) -> float:
+    return round(sum(Path(p).stat().st_size for p in paths) / 1e6, 1)
+
+
+def train_nlclf(name: str, args, work: Path) -> dict:
+    out = work / name
+    if not (args.reuse and (out / "model.json").exists()):
+        log(f"training nlclf's default {name}")
+        measure.run([NLCLF, "train", str(ROOT / "configs" / f"{name}.yaml"), "--data-root", args.data_root,
+                     "--out", str(out), "--overwrite", "-q"])
+    rep = json.loads((out / "report.json").read_text())
+    meta = json.loads((out / "model.json").read_text())
+    params = sum(a["shape"][0] * (a["shape"][1] if len(a["shape"]) > 1 else 1) for a in meta["arrays"].values())
+    return {"dir": str(out), "model_mb": mb(*out.glob("model.*.npz"), out / "model.json"),
+            "params": params, "vocab": len(meta["vocab"]),
+            "test_accuracy": rep["final"].get("test", {}).get("accuracy")}
+
+
+FASTTEXT = """
+import fasttext, json, sys, tempfile
+train, test, out = sys.argv[1:4]
+with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as f:
+    for line in open(train, encoding="utf-8"):
+        label, text = line.rstrip("\\n").split("\\t", 1)
+        f.write(f"__label__{label} {text}\\n")
+    f.flush()
+    m = fasttext.train_supervised(f.name, epoch=25, lr=0.5, wordNgrams=2, dim=100, thread=2, seed=0, verbose=0)
+    m.save_model(out + ".bin")
+    gold, texts = zip(*(l.rstrip("\\n").split("\\t", 1) for l in open(test, encoding="utf-8")))
+    acc = lambda m: sum(p[0] == "__label__" + g for p, g in zip(m.predict(list(texts))[0], gold)) / len(gold)
+    full = acc(m)
+    m.quantize(input=f.name, qnorm=True, retrain=True, cutoff=100000, thread=2, verbose=0)
+    m.save_model(out + ".ftz")
+print(json.dumps({"test_accuracy": full, "ftz_test_accuracy": acc(m)}))
+"""
+
+
+def train_fasttext(args, work: Path) -> dict:
+    out = work / "fasttext-sst5"
+    if not (args.reuse and Path(str(out) + ".ftz").exists()):
+        log("training fastText on sst5 (and quantizing)")
+        r = measure.run([sys.executable, "-c", FASTTEXT, str(Path(args.data_root) / "sst5" / "train.tsv"),
+                         str(Path(args.data_root) / "sst5" / "test.tsv"), str(out)])
+        (work / "fasttext-sst5.json").write_text(json.dumps(r))
+    r = json.loads((work / "fasttext-sst5.json").read_text())
+    return {"bin": str(out) + ".bin", "ftz": str(out) + ".ftz", "bin_mb": mb(str(out) + ".bin"),
+            "ftz_mb": mb(str(out) + ".ftz"), "test_accuracy": r["test_accuracy"],
+            "ftz_test_accuracy": r["ftz_test_accuracy"]}
+
+
+def start(cmd: list) -> dict:
+    """Median wall and largest RSS of START_RUNS processes labelling one line from stdin."""
+    runs = [measure.run(["sh", "-c", f"echo '{LINE}' | " + " ".join(map(str, cmd)) + " > /dev/null"])
+            for _ in range(START_RUNS)]
+    return {"wall_seconds": round(statistics.median(r["wall_seconds"] for r in runs), 3),
+            "walls": [r["wall_seconds"] for r in runs],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
+def through(cmd: list, lines: int) -> dict:
+    r = measure.run(["sh", "-c", " ".join(map(str, cmd)) + " > /dev/null"])
+    return {"wall_seconds": r["wall_seconds"], "lines_per_second": round(lines / r["wall_seconds"]),
+            "peak_rss_mb": r["peak_rss_mb"], "tree_peak_pss_mb": r["tree_peak_pss_mb"]}
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.glob("*.pred")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+DASK = """
+import distributed, json, subprocess, sys, time
+if __name__ == "__main__":
+    nlclf, model, out, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, host="127.0.0.1") as c:
+        t0 = time.perf_counter()
+        subprocess.run([nlclf, "predict", model, *files, "--out-dir", out, "--overwrite",
+                        "--scheduler", c.scheduler_address], check=True)
+        print(json.dumps({"seconds": round(time.perf_counter() - t0, 3)}))
+"""
+
+
+def dask_rows(model: str, texts: list, work: Path) -> dict:
+    folder = work / "files"
+    folder.mkdir(exist_ok=True)
+    files = [str(write_lines(folder / f"part{i:02d}.txt", texts[i * 997:] + texts[:i * 997], 50_000))
+             for i in range(20)]
+    log("20 files x 50,000 lines: local --workers 2")
+    local = measure.run([NLCLF, "predict", model, *files, "--out-dir", str(work / "out-local"), "--overwrite",
+                         "--workers", "2"])
+    log("20 files x 50,000 lines: a 2-worker LocalCluster")
+    remote = measure.run([sys.executable, "-c", DASK, NLCLF, model, str(work / "out-dask"), *files])
+    same = digest(work / "out-local") == digest(work / "out-dask")
+    return {"lines": 20 * 50_000, "local_seconds": local["wall_seconds"], "dask_seconds": remote["seconds"],
+            "ratio": round(remote["seconds"] / local["wall_seconds"], 3), "identical": same,
+            "local_tree_pss_mb": local["tree_peak_pss_mb"]}
+
+
+def document(r: dict, args, started, elapsed) -> list:
+    m, ft = r["models"], r["fasttext"]
+    s, t, mem, d = r["start"], r["throughput"], r["memory"], r["dask"]
+    f = lambda x, spec=",": "–" if x is None else format(x, spec)
+    rows = [
+        "## Prediction (`make bench-predict`)", "",
+        f"{started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} minutes, one run, one process a row, 2 cores "
+        f"(`python bench/predict_speed.py {' '.join(sys.argv[1:])}`). Load average before/after: "
+        f"{r['load'][0]:.2f} / {r['load'][1]:.2f}.", "",
+        "| model | files | parameters | vocabulary | test accuracy |", "|---|---|---|---|---|",
+        *(f"| nlclf default {k} | {v['model_mb']} MB | {v['params']:,} | {v['vocab']:,} | "
+          f"{f(v['test_accuracy'], '.4f')} |" for k, v in m.items()),
+        f"| fastText sst5 `.bin` (25 epochs, bigrams) | {ft['bin_mb']} MB | | | {ft['test_accuracy']:.4f} |",
+        f"| fastText sst5 `.ftz` (quantize, retrain) | {ft['ftz_mb']} MB | | | {ft['ftz_test_accuracy']:.4f} |",
+        "", f"| one line (`echo '{LINE}' \\| … -`, median of {START_RUNS}) | wall s | peak RSS MB | runs |",
+        "|---|---|---|---|",
+        *(f"| {k} | {v['wall_seconds']:.3f} | {v['peak_rss_mb']:.0f} | {', '.join(f'{w:.2f}' for w in v['walls'])} |"
+          for k, v in s.items()),
+        "", f"| {t['lines']:,} lines, sst5 | wall s | lines/s | peak RSS MB | tree PSS MB | ÷ fastText lines/s |",
+        "|---|---|---|---|---|---|",
+        *(f"| {k} | {v['wall_seconds']:.2f} | {v['lines_per_second']:,} | {v['peak_rss_mb']:.0f} | "
+          f"{v['tree_peak_pss_mb']:.0f} | {v['lines_per_second'] / t['rows']['fastText .bin']['lines_per_second']:.2f}× |"
+          for k, v in t["rows"].items()),
+        "", "| `nlclf predict` sst5, memory | wall s | peak RSS MB | tree PSS MB |", "|---|---|---|---|",
+        *(f"| {int(k):,} lines | {v['wall_seconds']:.2f} | {v['peak_rss_mb']:.0f} | {v['tree_peak_pss_mb']:.0f} |"
+          for k, v in sorted(mem.items(), key=lambda kv: int(kv[0]))),
+        "", "| 20 files × 50,000 lines, `--out-dir` | wall s | ÷ local | outputs |", "|---|---|---|---|",
+        f"| local `--workers 2` | {d['local_seconds']:.1f} | 1.00× | |",
+        f"| Dask LocalCluster, 2 workers | {d['dask_seconds']:.1f} | {d['ratio']:.2f}× | "
+        f"{'byte-identical' if d['identical'] else '**differ**'} |",
+    ]
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", default="../shared/data")
+    p.add_argument("--work", default=str(HERE / "out" / "predict"))
+    p.add_argument("--reuse", action="store_true", help="keep models trained by an earlier run")
+    p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    args = p.parse_args(argv)
+    args.data_root = str(Path(args.data_root).resolve())
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    r = {"models": {k: train_nlclf(k, args, work) for k in ("sst2", "sst5")}, "fasttext": train_fasttext(args, work)}
+    sst5, ft = r["models"]["sst5"]["dir"], r["fasttext"]
+    log("one-line start")
+    r["start"] = {"nlclf sst5": start([NLCLF, "predict", sst5, "-"]),
+                  "nlclf sst2": start([NLCLF, "predict", r["models"]["sst2"]["dir"], "-"]),
+                  "fastText sst5 .ftz": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["ftz"]]),
+                  "fastText sst5 .bin": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["bin"]])}
+    texts = [t for s in ("train", "dev", "test") for t in texts_of(Path(args.data_root) / "sst5" / f"{s}.tsv")]
+    lines100k = write_lines(work / "lines100k.txt", texts, 100_000)
+    log("100,000 lines")
+    r["throughput"] = {"lines": 100_000, "rows": {
+        "nlclf predict, 2 workers": through([NLCLF, "predict", sst5, lines100k], 100_000),
+        "nlclf predict, 1 process": through([NLCLF, "predict", sst5, lines100k, "--workers", "1"], 100_000),
+        "fastText .bin": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["bin"]], 100_000),
+        "fastText .ftz": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["ftz"]], 100_000)}}
+    log("memory: 10,000 and 1,000,000 lines")
+    r["memory"] = {str(n): through([NLCLF, "predict", sst5, write_lines(work / f"lines{n}.txt", texts, n)], n)
+                   for n in (10_000, 1_000_000)}
+    r["dask"] = dask_rows(sst5, texts, work)
+    r["load"] = (load0, os.getloadavg()[0])
+    elapsed = time.perf_counter() - t0
+    doc = document(r, args, started, elapsed)
+    print("\n".join(doc))
+    out = Path(args.out)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    block = "\n".join([BEGIN, *doc, END])
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    out.write_text(new, encoding="utf-8")
+    (work / "predict.json").write_text(json.dumps(r, indent=1))
+    log(f"done in {elapsed / 60:.1f} min: {out}")
+
+
+if __name__ == "__main__":
+    main()
