@@ -45,6 +45,7 @@ NLCLF = str(Path(sys.executable).parent / "nlclf")
 LINE = "a fine film"
 START_RUNS = 5
 BEGIN, END = "<!-- bench-predict: begin -->", "<!-- bench-predict: end -->"
+SECTIONS = ("start", "throughput", "memory", "dask")
 
 
 def log(msg):
@@ -173,7 +174,9 @@ def document(r: dict, started, elapsed, command: str) -> list:
         "## Prediction (`make bench-predict`)", "",
         f"{started:%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} minutes, one run, one process a row, 2 cores "
         f"(`{command}`). Load average before/after: {r['load'][0]:.2f} / {r['load'][1]:.2f} "
-        f"(above 2: the machine was shared, and the rows are slower than on a quiet one).", "",
+        f"(above 2: the machine was shared, and the rows are slower than on a quiet one)."
+        + (f" Measured in this run: {', '.join(r['remeasured'])}; the other rows are an earlier run's "
+           f"(`--only`)." if r.get("remeasured") else ""), "",
         "| model | files | parameters | vocabulary | test accuracy |", "|---|---|---|---|---|",
         *(f"| nlclf default {k} | {v['model_mb']} MB | {v['params']:,} | {v['vocab']:,} | "
           f"{f(v['test_accuracy'], '.4f')} |" for k, v in m.items()),
@@ -228,6 +231,8 @@ def main(argv=None):
     p.add_argument("--work", default=str(HERE / "out" / "predict"))
     p.add_argument("--reuse", action="store_true", help="keep models trained by an earlier run")
     p.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="measure only these sections; the others "
+                   "come from the earlier run's <work>/predict.json (implies --reuse)")
     p.add_argument("--render", metavar="PREDICT_JSON", help="measure nothing: write the section again "
                    "from an earlier run's predict.json")
     args = p.parse_args(argv)
@@ -240,32 +245,53 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
+    earlier = {}
+    if args.only:
+        args.reuse = True
+        earlier = json.loads((work / "predict.json").read_text())
+    todo = set(args.only or SECTIONS)
     r = {"models": {k: train_nlclf(k, args, work) for k in ("sst2", "sst5")}, "fasttext": train_fasttext(args, work)}
+    r.update({k: earlier[k] for k in SECTIONS if k not in todo})
     sst5, ft = r["models"]["sst5"]["dir"], r["fasttext"]
-    log("one-line start")
-    r["start"] = {"nlclf sst5": start([NLCLF, "predict", sst5, "-"]),
-                  "nlclf sst2": start([NLCLF, "predict", r["models"]["sst2"]["dir"], "-"]),
-                  "fastText sst5 .ftz": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["ftz"]]),
-                  "fastText sst5 .bin": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["bin"]])}
     texts = [t for s in ("train", "dev", "test") for t in texts_of(Path(args.data_root) / "sst5" / f"{s}.tsv")]
-    lines100k = write_lines(work / "lines100k.txt", texts, 100_000)
-    log("100,000 lines")
-    r["throughput"] = {"lines": 100_000, "rows": {
-        "nlclf predict, 2 workers": through([NLCLF, "predict", sst5, lines100k], 100_000),
-        "nlclf predict, 1 process": through([NLCLF, "predict", sst5, lines100k, "--workers", "1"], 100_000),
-        "fastText .bin": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["bin"]], 100_000),
-        "fastText .ftz": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["ftz"]], 100_000)}}
-    log("memory: 10,000 and 1,000,000 lines")
-    r["memory"] = {str(n): through([NLCLF, "predict", sst5, write_lines(work / f"lines{n}.txt", texts, n)], n)
-                   for n in (10_000, 1_000_000)}
-    r["dask"] = dask_rows(sst5, texts, work)
+    if "start" in todo:
+        log("one-line start")
+        r["start"] = start_rows(r, ft)
+    if "throughput" in todo:
+        log("100,000 lines")
+        r["throughput"] = throughput_rows(sst5, ft, texts, work)
+    if "memory" in todo:
+        log("memory: 10,000 and 1,000,000 lines")
+        r["memory"] = {str(n): through([NLCLF, "predict", sst5, write_lines(work / f"lines{n}.txt", texts, n)], n)
+                       for n in (10_000, 1_000_000)}
+    if "dask" in todo:
+        r["dask"] = dask_rows(sst5, texts, work)
     r["load"] = (load0, os.getloadavg()[0])
+    if args.only:
+        r["remeasured"] = sorted(todo)
     elapsed = time.perf_counter() - t0
     r.update(started=started.isoformat(), elapsed=elapsed,
              command=f"python bench/predict_speed.py {' '.join(sys.argv[1:])}".strip())
     (work / "predict.json").write_text(json.dumps(r, indent=1))
     write(args.out, document(r, started, elapsed, r["command"]))
     log(f"done in {elapsed / 60:.1f} min: {args.out}")
+
+
+def start_rows(r: dict, ft: dict) -> dict:
+    sst5 = r["models"]["sst5"]["dir"]
+    return {"nlclf sst5": start([NLCLF, "predict", sst5, "-"]),
+            "nlclf sst2": start([NLCLF, "predict", r["models"]["sst2"]["dir"], "-"]),
+            "fastText sst5 .ftz": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["ftz"]]),
+            "fastText sst5 .bin": start([sys.executable, HERE / "scale_peers.py", "predict-fasttext", "--model", ft["bin"]])}
+
+
+def throughput_rows(sst5: str, ft: dict, texts: list, work: Path) -> dict:
+    lines100k = write_lines(work / "lines100k.txt", texts, 100_000)
+    return {"lines": 100_000, "rows": {
+        "nlclf predict, 2 workers": through([NLCLF, "predict", sst5, lines100k], 100_000),
+        "nlclf predict, 1 process": through([NLCLF, "predict", sst5, lines100k, "--workers", "1"], 100_000),
+        "fastText .bin": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["bin"]], 100_000),
+        "fastText .ftz": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["ftz"]], 100_000)}}
 
 
 def write(path, doc: list) -> None:
