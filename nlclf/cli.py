@@ -438,6 +438,25 @@ def predict(model: str = MODEL_ARG,
                                    k != 1 or threshold is not None, bool(explain)))
 
 
+@app.command(epilog=_examples(
+    "nlclf serve runs/sst5",
+    "curl -s localhost:8000/predict -d '{\"texts\": [\"a gripping film\"], \"k\": 2}'",
+    "nlclf serve runs/sst5 --host 0.0.0.0 --port 8080 --workers 2 --quiet"))
+def serve(model: str = MODEL_ARG,
+          host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; the default is loopback only (this machine). 0.0.0.0: every interface."),
+          port: int = typer.Option(8000, "--port", "-p", metavar="PORT", min=0, max=65535, help="TCP port (0: any free one, printed at start)."),
+          workers: int = typer.Option(1, "--workers", metavar="N", min=1, max=256, help="Server processes sharing the port (and the model's pages)."),
+          max_texts: int = typer.Option(1000, "--max-texts", metavar="N", min=1, max=10_000_000, help="Most texts in one request (more: 413)."),
+          max_bytes: int = typer.Option(1 << 20, "--max-bytes", metavar="BYTES", min=64, max=1 << 31, help="Largest request body (larger: 413)."),
+          drain_seconds: float = typer.Option(30.0, "--drain-seconds", metavar="S", min=0.0, help="On SIGTERM or Ctrl-C, how long the requests in flight may take to finish."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No line per request on stderr.")):
+    """Serve a model over HTTP: POST /predict, GET /health, /labels, /metadata, POST /reload, docs at /docs."""
+    from .serve import Settings, serve as run_serve
+    with _errors():
+        code = run_serve(Settings(model, host, port, workers, max_texts, max_bytes, quiet, drain_seconds))
+    raise typer.Exit(code)
+
+
 CV_EXAMPLES = _examples("nlclf cv --train train.tsv --folds 10", "nlclf cv configs/trec.yaml --folds 5 --seeds 2 --data-root ../shared/data")
 
 
