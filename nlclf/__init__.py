@@ -20,17 +20,29 @@ and ``nlclf.sklearn.TextMLPClassifier``.
 
 __version__ = "0.1.0"
 
-_API = {"load", "train", "Model", "TrainResult"}
-__all__ = sorted(_API | {"sklearn", "__version__"})
+import types as _types
+
+_API = {"load", "Model", "TrainResult"}
+__all__ = sorted(_API | {"train", "sklearn", "__version__"})
+
+
+class _TrainModule(_types.ModuleType):
+    """The class of the module nlclf.train (the training loop), which shares its name with the
+    API's function: calling it, ``nlclf.train(config, out=None, **overrides)``, is
+    ``nlclf.api.train``: train as ``nlclf train`` does, return (run folder, model, report)."""
+
+    def __call__(self, *args, **kwargs):
+        from .api import train
+        return train(*args, **kwargs)
 
 
 def __getattr__(name: str):
     if name in _API:
         from . import api
         return getattr(api, name)
-    if name == "sklearn":
+    if name in ("sklearn", "train"):
         import importlib
-        return importlib.import_module(".sklearn", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'nlclf' has no attribute {name!r}")
 
 

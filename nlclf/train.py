@@ -355,3 +355,10 @@ def fit_ensemble(spec: mlp.NetSpec, init: Callable, data: Data, cfg: TrainConfig
                     train_seconds=sum(i["train_seconds"] for i in infos), steps=sum(i["steps"] for i in infos),
                     members=[{n: v for n, v in i.items() if n != "history"} for i in infos])
     return wide, params, result
+
+
+# ``nlclf.train(...)`` is the Python API's train (nlclf.api.train); this module shares the name.
+import sys as _sys                                          # noqa: E402
+from . import _TrainModule                                  # noqa: E402
+
+_sys.modules[__name__].__class__ = _TrainModule

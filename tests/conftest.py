@@ -21,7 +21,8 @@ import yaml
 from nlclf import config
 
 SLOW_MODULES = {"test_cli", "test_bad_inputs", "test_promises", "test_conventions", "test_resume",
-                "test_reports", "test_search", "test_properties", "test_parallel", "test_ensemble"}
+                "test_reports", "test_search", "test_properties", "test_parallel", "test_ensemble",
+                "test_serve"}
 
 
 def pytest_collection_modifyitems(config, items):
