@@ -25,7 +25,7 @@ import numpy as np
 
 from . import __version__
 from . import checkpoint, explain as explain_mod
-from .config import Config, load, load_text, to_dict
+from .config import Config, load as load_config, load_text, to_dict
 from .errors import ConfigError
 from .nn import mlp
 from .predict import top_labels
@@ -93,7 +93,13 @@ def make_config(config=None, overrides: dict | None = None) -> Config:
     a Config, or None (the defaults), with keyword ``overrides`` applied and checked like
     ``--set``. A dict's relative data paths are taken relative to the working directory
     unless it sets data.root."""
-    over = dotted_overrides(overrides or {})
+    try:
+        return _make_config(config, dotted_overrides(overrides or {}))
+    except ConfigError as e:              # an override is a keyword argument here, not a --set option
+        raise ConfigError("\n".join(line.removeprefix("--set ") for line in str(e).splitlines())) from None
+
+
+def _make_config(config, over: list) -> Config:
     if config is None or isinstance(config, dict):
         raw = _plain(dict(config or {}))
         data = raw.get("data")
@@ -101,9 +107,11 @@ def make_config(config=None, overrides: dict | None = None) -> Config:
             over.insert(0, ("data.root", str(Path.cwd())))
         return load_text(json.dumps(raw), "<dict>", over)
     if isinstance(config, Config):
+        if not over:
+            return config
         return load_text(json.dumps(to_dict(config)), "<Config>", over)
     if isinstance(config, (str, Path)):
-        return load(config, over)
+        return load_config(config, over)
     raise TypeError(f"config must be a path, a dict of sections, a Config or None; got {type(config).__name__}")
 
 

@@ -278,12 +278,13 @@ def train(config: Optional[str] = CONFIG_ARG,
             raise ConfigError(f"--out {out} and --resume {resume} name different folders")
         if force and not resume:
             raise ConfigError("--force goes with --resume (continue on changed data)")
-        from .pipeline import run_train
+        from .api import train as run_train
         where = resume or out or cfg.output.dir
         with _StopOnSignal() as stop:
             try:
-                r = run_train(cfg, data_root, where, overwrite, report, report.note,
-                              resume=bool(resume), should_stop=stop, force=force, command=list(sys.argv))
+                r = run_train(cfg, where, data_root=data_root, overwrite=overwrite, load_model=False,
+                              on_progress=report, log=report.note, resume=bool(resume), should_stop=stop,
+                              force=force, command=list(sys.argv)).report
             except Interrupted as e:
                 raise Interrupted(f"{e}; the state is saved: continue with --resume {where}", e.exit_code) from None
         from .report import train_summary
