@@ -280,6 +280,13 @@ def test_reload_picks_up_a_replaced_model_only_when_asked(world, tmp_path):
         status, obj, _ = server.request("POST", "/reload")
         assert status == 409 and new.checksum in obj["error"]
         assert server.request("GET", "/health")[1]["checksum"] == new.checksum
+        shutil.rmtree(folder)
+        shutil.copytree(world["model"], folder)
+        server.proc.send_signal(signal.SIGHUP)                                  # SIGHUP reloads too
+        deadline = time.monotonic() + TIMEOUT
+        while server.request("GET", "/health")[1]["checksum"] != old and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.request("GET", "/health")[1]["checksum"] == old
     finally:
         assert server.stop() == 0
 
