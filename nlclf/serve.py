@@ -199,15 +199,17 @@ class Batcher:
 
     async def run(self):
         loop = asyncio.get_running_loop()
+        carried = None                                   # the job that did not fit: first of the next batch
         while True:
-            batch = [await self.queue.get()]
+            batch = [carried or await self.queue.get()]
+            carried = None
             n = len(batch[0].texts)
             deadline = loop.time() + MAX_WAIT
             while n < MAX_BATCH:
                 if not self.queue.empty():
                     nxt = self.queue.get_nowait()
                     if n + len(nxt.texts) > MAX_BATCH:
-                        self.queue.put_nowait(nxt)       # to the back: scored with the next batch
+                        carried = nxt
                         break
                     batch.append(nxt)
                     n += len(nxt.texts)
