@@ -31,3 +31,4 @@ clean:
 
 include bench/Makefile.accuracy
 include bench/Makefile.speed
+include bench/Makefile.serve

@@ -439,7 +439,7 @@ def save_state(directory, state, config: Config, extra: dict | None = None, best
 
 def load_state(directory):
     """(State, meta) saved by save_state; checked like a model."""
-    from .train import State
+    from .training import State
     directory = Path(directory)
     meta_path = directory / STATE_META
     meta = _read_json(meta_path, "training state", ": no saved training state to resume from")

@@ -229,7 +229,7 @@ class _StopOnSignal:
     143 (SIGTERM). A second signal, or one outside the loop (reading, featurizing), stops at once."""
 
     def __init__(self):
-        from .train import StopRequest
+        from .training import StopRequest
         self.request = StopRequest()
 
     def __enter__(self):
@@ -278,12 +278,13 @@ def train(config: Optional[str] = CONFIG_ARG,
             raise ConfigError(f"--out {out} and --resume {resume} name different folders")
         if force and not resume:
             raise ConfigError("--force goes with --resume (continue on changed data)")
-        from .pipeline import run_train
+        from .api import train as run_train
         where = resume or out or cfg.output.dir
         with _StopOnSignal() as stop:
             try:
-                r = run_train(cfg, data_root, where, overwrite, report, report.note,
-                              resume=bool(resume), should_stop=stop, force=force, command=list(sys.argv))
+                r = run_train(cfg, where, data_root=data_root, overwrite=overwrite, load_model=False,
+                              on_progress=report, log=report.note, resume=bool(resume), should_stop=stop,
+                              force=force, command=list(sys.argv)).report
             except Interrupted as e:
                 raise Interrupted(f"{e}; the state is saved: continue with --resume {where}", e.exit_code) from None
         from .report import train_summary
@@ -452,6 +453,25 @@ def predict(model: str = MODEL_ARG,
         for batch in run_predict(model, files or ["-"], k, batch_size, explain_k=explain, workers=workers,
                                  threshold=threshold, id_field=id_field, with_text=with_text):
             _emit(prediction_lines(batch, fmt, show_proba, many, bool(explain)))
+
+
+@app.command(epilog=_examples(
+    "nlclf serve runs/sst5",
+    "curl -s localhost:8000/predict -d '{\"texts\": [\"a gripping film\"], \"k\": 2}'",
+    "nlclf serve runs/sst5 --host 0.0.0.0 --port 8080 --workers 2 --quiet"))
+def serve(model: str = MODEL_ARG,
+          host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; the default is loopback only (this machine). 0.0.0.0: every interface."),
+          port: int = typer.Option(8000, "--port", "-p", metavar="PORT", min=0, max=65535, help="TCP port (0: any free one, printed at start)."),
+          workers: int = typer.Option(1, "--workers", metavar="N", min=1, max=256, help="Server processes sharing the port (and the model's pages)."),
+          max_texts: int = typer.Option(1000, "--max-texts", metavar="N", min=1, max=10_000_000, help="Most texts in one request (more: 413)."),
+          max_bytes: int = typer.Option(1 << 20, "--max-bytes", metavar="BYTES", min=64, max=1 << 31, help="Largest request body (larger: 413)."),
+          drain_seconds: float = typer.Option(30.0, "--drain-seconds", metavar="S", min=0.0, help="On SIGTERM or Ctrl-C, how long the requests in flight may take to finish."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="No line per request on stderr.")):
+    """Serve a model over HTTP: POST /predict, GET /health, /labels, /metadata, POST /reload, docs at /docs."""
+    from .serve import Settings, serve as run_serve
+    with _errors():
+        code = run_serve(Settings(model, host, port, workers, max_texts, max_bytes, quiet, drain_seconds))
+    raise typer.Exit(code)
 
 
 CV_EXAMPLES = _examples("nlclf cv --train train.tsv --folds 10", "nlclf cv configs/trec.yaml --folds 5 --seeds 2 --data-root ../shared/data")

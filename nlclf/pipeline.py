@@ -27,7 +27,7 @@ from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
 from .nn.losses import softmax
-from .train import Data, Hooks, fit_ensemble, predict_logits
+from .training import Data, Hooks, fit_ensemble, predict_logits
 from .vocab import PAD_ID, LabelSet
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -93,8 +93,8 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
                 rng: np.random.Generator, root=None, on_progress=None, log=lambda msg: None,
                 state=None, should_stop=None, on_checkpoint=None):
     """Build the network for fitted features, initialise it (pretrained rows included) and
-    train it (train.fit_ensemble): returns (Classifier with the best dev epoch's weights,
-    train.Result). With ``state`` (a saved train.State) training continues from it instead.
+    train it (training.fit_ensemble): returns (Classifier with the best dev epoch's weights,
+    training.Result). With ``state`` (a saved training.State) training continues from it instead.
     ``on_checkpoint(state, why, best_model)`` gets a function returning the model so far."""
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)

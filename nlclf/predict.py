@@ -56,6 +56,27 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
         raise error[0]
 
 
+def top_labels(probs: np.ndarray, labels: list, k: int = 1, threshold: float | None = None) -> list:
+    """For each row of probs (N, C): the (label, probability) pairs of its ``k`` most probable
+    labels (every label for k < 1), most probable first (ties: the label order), keeping only
+    those with a probability of at least ``threshold``."""
+    k = probs.shape[1] if k < 1 else min(k, probs.shape[1])
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
+    p = np.take_along_axis(probs, top, axis=1).tolist()
+    out = [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
+    if threshold is not None:
+        out = [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
+    return out
+
+
+def resolve_k(k: int | None, threshold: float | None) -> int:
+    """The number of labels asked for: ``k`` when given; else 1, or every label (-1) when a
+    ``threshold`` is given (fastText's predict-prob: all labels at or above it)."""
+    if k is None:
+        return 1 if threshold is None else -1
+    return k
+
+
 def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
                 texts: Iterable[str] | None = None, explain_k: int = 0, workers: int = 0,
                 threshold: float | None = None, id_field: str | None = None,
@@ -83,21 +104,14 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
         yield _results(held.popleft(), results, explain_k, with_text)
 
 
-def _scorer(model, top_k: int, threshold: float | None, explain_k: int):
+def _scorer(model, k: int, threshold: float | None, explain_k: int):
     """The function from a batch of texts to their results (see run_predict)."""
-    k = len(model.labels) if top_k < 1 else min(top_k, len(model.labels))
     labels = model.labels
 
     def predict_batch(batch: list) -> list:
         if explain_k:
             return explain.explain(model, batch, explain_k)
-        probs = model.proba(batch)                                     # (N, C)
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
-        p = np.take_along_axis(probs, top, axis=1).tolist()
-        out = [[(labels[i], pi) for i, pi in zip(ids, row)] for ids, row in zip(top.tolist(), p)]
-        if threshold is not None:
-            out = [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
-        return out
+        return top_labels(model.proba(batch), labels, k, threshold)
 
     return predict_batch
 

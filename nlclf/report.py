@@ -160,6 +160,21 @@ def _explanation(e: dict, fmt: str) -> list:
     return [e["label"], f"{e['proba']:.4f}", fmt_list(e["toward"]) or "-", fmt_list(e["against"]) or "-"]
 
 
+def prediction_record(r: dict, many: bool, explain: bool) -> dict:
+    """One result of predict.run_predict as the JSON object `predict --format jsonl` prints
+    (and `nlclf serve` answers): label and probability (6 decimals), "top" with ``many``, the
+    explanation's "toward" and "against" with ``explain``."""
+    if explain:
+        return {"label": r["label"], "proba": round(r["proba"], 6),
+                "toward": [[f, round(v, 6)] for f, v in r["toward"]],
+                "against": [[f, round(v, 6)] for f, v in r["against"]]}
+    top = r["top"]
+    obj = {"label": top[0][0] if top else None, "proba": round(top[0][1], 6) if top else None}
+    if many:
+        obj["top"] = [{"label": l, "proba": round(p, 6)} for l, p in top]
+    return obj
+
+
 def prediction_lines(batch: list, fmt: str, proba: bool, many: bool, explain: bool) -> str:
     """The lines `nlclf predict` prints for a batch of predict.run_predict's results: one a
     record, in ``fmt`` (text: space-separated, tsv: tab-separated, jsonl: one object). The
@@ -169,15 +184,7 @@ def prediction_lines(batch: list, fmt: str, proba: bool, many: bool, explain: bo
         ident, text = r.get("id"), r.get("text")
         if fmt == "jsonl":
             obj = {} if ident is None else {"id": ident}
-            if explain:
-                obj.update(label=r["label"], proba=round(r["proba"], 6),
-                           toward=[[f, round(v, 6)] for f, v in r["toward"]],
-                           against=[[f, round(v, 6)] for f, v in r["against"]])
-            else:
-                top = r["top"]
-                obj.update(label=top[0][0] if top else None, proba=round(top[0][1], 6) if top else None)
-                if many:
-                    obj["top"] = [{"label": l, "proba": round(p, 6)} for l, p in top]
+            obj.update(prediction_record(r, many, explain))
             if text is not None:
                 obj["text"] = text
             out.append(json.dumps(obj, ensure_ascii=False))

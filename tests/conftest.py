@@ -22,7 +22,7 @@ from nlclf import config
 
 SLOW_MODULES = {"test_cli", "test_bad_inputs", "test_promises", "test_conventions", "test_resume",
                 "test_reports", "test_search", "test_properties", "test_parallel", "test_ensemble",
-                "test_predict_files"}
+                "test_predict_files", "test_serve"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nlclf import checkpoint, train
+from nlclf import checkpoint, training
 from nlclf.config import FeatureSpec, TrainConfig
 from nlclf.features import make as Featurizer
 from nlclf.nn import mlp
@@ -56,7 +56,7 @@ def test_a_vocabulary_without_counts_gives_character_ngrams_of_every_word():
 @pytest.mark.parametrize("n, size, expected", [(10, 0, (1, 10)), (10, 10, (1, 10)), (10, 4, (3, 4)),
                                                (10, 5, (2, 5)), (1_000_000, 0, (5, 200_000)), (0, 0, (1, 0))])
 def test_epoch_parts(n, size, expected):
-    assert train.epoch_parts(n, size) == expected
+    assert training.epoch_parts(n, size) == expected
 
 
 def _fit(X, y, epochs, epoch_size, rng_seed=0):
@@ -65,8 +65,8 @@ def _fit(X, y, epochs, epoch_size, rng_seed=0):
     cfg = TrainConfig(optimizer="adam", lr=0.01, batch_size=4, epochs=epochs, epoch_size=epoch_size,
                       patience=0, label_smoothing=0.0, dtype="float64")
     last = {}
-    hooks = train.Hooks(checkpoint=lambda st, why: last.update(params={k: v.copy() for k, v in st.params.items()}))
-    result = train.fit(spec, params, train.Data(X, y, X[:8], y[:8]), cfg, np.random.default_rng(rng_seed), hooks)
+    hooks = training.Hooks(checkpoint=lambda st, why: last.update(params={k: v.copy() for k, v in st.params.items()}))
+    result = training.fit(spec, params, training.Data(X, y, X[:8], y[:8]), cfg, np.random.default_rng(rng_seed), hooks)
     return result, last["params"]
 
 
@@ -86,7 +86,7 @@ def test_epochs_cut_from_a_pass_train_on_each_row_once_a_pass(rng):
 
 def test_a_state_whose_best_is_current_stores_the_weights_once(tmp_path, rng):
     params = {"H0": rng.standard_normal((30, 8)).astype(np.float32), "b": np.zeros(8, np.float32)}
-    state = train.State(params=params, opt_arrays={"m.H0": np.ones((30, 8), np.float32)}, opt_t=3,
+    state = training.State(params=params, opt_arrays={"m.H0": np.ones((30, 8), np.float32)}, opt_t=3,
                         rng_state=np.random.default_rng(0).bit_generator.state, epoch=2,
                         best_params={k: v.copy() for k, v in params.items()}, best_epoch=1, best_score=0.5)
     from nlclf.config import Config
@@ -109,7 +109,7 @@ def test_patience_waits_for_improvements_larger_than_min_delta(rng):
     spec = mlp.NetSpec(input_kind="bow", n_inputs=20, n_classes=2, hidden=(8,))
     params = mlp.init_params(spec, np.random.default_rng(1), np.float64)
     cfg = TrainConfig(lr=0.01, batch_size=8, epochs=10, patience=2, min_delta=1.0, dtype="float64")
-    result = train.fit(spec, params, train.Data(X, y, X, y), cfg, np.random.default_rng(0))
+    result = training.fit(spec, params, training.Data(X, y, X, y), cfg, np.random.default_rng(0))
     assert len(result.history) == 3
     scores = [h["dev_accuracy"] for h in result.history]
     assert result.best_score == max(scores) and result.best_epoch == 1 + scores.index(max(scores))

@@ -355,3 +355,4 @@ def fit_ensemble(spec: mlp.NetSpec, init: Callable, data: Data, cfg: TrainConfig
                     train_seconds=sum(i["train_seconds"] for i in infos), steps=sum(i["steps"] for i in infos),
                     members=[{n: v for n, v in i.items() if n != "history"} for i in infos])
     return wide, params, result
+
