@@ -638,12 +638,15 @@ def main(argv=None):
 
 
 def predict_block(path: Path) -> str:
-    """The section `make bench-predict` keeps in the same file (bench/predict_speed.py), as it is."""
-    begin, end = "<!-- bench-predict: begin -->", "<!-- bench-predict: end -->"
+    """The sections other benchmarks keep in the same file (`make bench-predict`'s and
+    `make bench-serve`'s, between their markers), as they are."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if begin not in old or end not in old:
-        return ""
-    return "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    kept = []
+    for begin, end in (("<!-- bench-predict: begin -->", "<!-- bench-predict: end -->"),
+                       ("<!-- bench-serve:begin -->", "<!-- bench-serve:end -->")):
+        if begin in old and end in old:
+            kept.append(old[old.index(begin):old.index(end) + len(end)])
+    return "".join("\n" + k + "\n" for k in kept)
 
 
 def render(args):
