@@ -8,7 +8,7 @@ import pytest
 from nlclf.nn import mlp
 from nlclf.nn.activations import ACTIVATIONS
 from nlclf.nn.layers import Rows, dropout_mask
-from nlclf.nn.losses import cross_entropy
+from nlclf.nn.losses import binary_cross_entropy, cross_entropy, sigmoid
 
 from conftest import random_csr
 
@@ -149,3 +149,65 @@ def test_softmax_cross_entropy_is_stable():
     loss, dz = cross_entropy(z, np.array([0]))
     assert np.isfinite(loss) and loss == pytest.approx(0.0)
     assert np.allclose(dz, 0.0)
+
+
+# --- several labels a text: sigmoid outputs and binary cross-entropy ---------------------------
+
+def bce_loss(params, spec, X, Y, smoothing, w):
+    z, caches = mlp.forward(params, spec, X)
+    loss, dz = binary_cross_entropy(z, Y, smoothing, w)
+    return loss, mlp.backward(params, spec, caches, dz), dz, z
+
+
+@pytest.mark.parametrize("kind,smoothing,weighted", list(itertools.product(["bow", "embed_mean"], [0.0, 0.2], [False, True])))
+def test_binary_cross_entropy_gradients_through_the_network(kind, smoothing, weighted, rng):
+    spec = mlp.NetSpec(kind, V, C, hidden=(5,), activation="tanh", embed_dim=E)
+    params = make(spec, rng)
+    X = random_csr(rng, N, V)
+    Y = (rng.random((N, C)) < 0.4).astype(np.float64)
+    w = rng.uniform(0.5, 3.0, size=C) if weighted else None
+    _, grads, dz, z = bce_loss(params, spec, X, Y, smoothing, w)
+    num_dz = np.zeros_like(z)                                  # dℓ/dz against the loss itself
+    for i in np.ndindex(z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[i] += EPS
+        zm[i] -= EPS
+        num_dz[i] = (binary_cross_entropy(zp, Y, smoothing, w)[0] - binary_cross_entropy(zm, Y, smoothing, w)[0]) / (2 * EPS)
+    assert np.allclose(dz, num_dz, rtol=1e-6, atol=1e-9)
+    for name, g in grads.items():
+        ana, p, num = dense(g, params[name].shape), params[name], np.zeros(params[name].shape)
+        for i in np.ndindex(p.shape):
+            old = p[i]
+            p[i] = old + EPS
+            lp = bce_loss(params, spec, X, Y, smoothing, w)[0]
+            p[i] = old - EPS
+            lm = bce_loss(params, spec, X, Y, smoothing, w)[0]
+            p[i] = old
+            num[i] = (lp - lm) / (2 * EPS)
+        err = np.linalg.norm(ana - num) / max(np.linalg.norm(ana) + np.linalg.norm(num), 1e-12)
+        assert err <= TOL, f"{name}: relative error {err:.2e}"
+
+
+def test_binary_cross_entropy_is_o_minus_y_and_its_exact_value():
+    z = np.array([[2.0, -1.0, 0.0], [0.5, 3.0, -2.0]])
+    Y = np.array([[1, 0, 1], [0, 1, 1]], dtype=np.float64)
+    loss, dz = binary_cross_entropy(z, Y)
+    o = 1 / (1 + np.exp(-z))
+    assert np.allclose(dz, (o - Y) / 2, rtol=1e-12)
+    assert loss == pytest.approx(-(Y * np.log(o) + (1 - Y) * np.log(1 - o)).sum() / 2, rel=1e-12)
+    loss_w, dz_w = binary_cross_entropy(z, Y, pos_weight=np.array([2.0, 1.0, 3.0]))
+    w = np.array([2.0, 1.0, 3.0])
+    assert loss_w == pytest.approx(-(w * Y * np.log(o) + (1 - Y) * np.log(1 - o)).sum() / 2, rel=1e-12)
+    assert np.allclose(dz_w, (-w * Y * (1 - o) + (1 - Y) * o) / 2, rtol=1e-12)
+
+
+def test_binary_cross_entropy_is_stable_where_a_rounded_probability_is_0_or_1():
+    z = np.array([[1000.0, -1000.0, 40.0, -40.0]])
+    loss, dz = binary_cross_entropy(z, np.array([[1.0, 0.0, 0.0, 1.0]]))
+    assert np.isfinite(loss) and np.isfinite(dz).all()
+    assert loss == pytest.approx(80.0, rel=1e-12)                       # softplus(40) + softplus(40)
+    assert np.allclose(dz, [[0.0, 0.0, 1.0, -1.0]])
+    assert np.array_equal(sigmoid(np.array([-1000.0, 0.0, 1000.0])), [0.0, 0.5, 1.0])
+    z32 = np.array([[30.0, -30.0]], dtype=np.float32)
+    loss32, dz32 = binary_cross_entropy(z32, np.array([[0, 1]]))
+    assert dz32.dtype == np.float32 and loss32 == pytest.approx(60.0, rel=1e-6)
