@@ -42,6 +42,7 @@ class DataConfig:
     labels: tuple = ()                  # the label order of every table and picture (): sorted
     multi_label: bool = False           # fastText lines with several labels: true keeps the first
                                         # (nlclf is single-label; multi-label training is not supported yet)
+    label_sep: str = ""                 # TSV/CSV: splits the label field into several labels ("": one label)
 
     @staticmethod
     def ascii_codec(name: str) -> bool:
@@ -171,6 +172,8 @@ RULES = {
     "data.encoding_errors": _choice(("strict", "replace")),
     "data.on_bad_line": _choice(("error", "skip", "warn")),
     "data.max_text_bytes": _range(16, 1 << 30),
+    "data.label_sep": (lambda v: v == "" or (v.strip() == v and "\t" not in v and "\n" not in v),
+                       "'' or a separator without blanks, tabs or newlines (e.g. ',')"),
     "data.root": _PATH,
     "data.labels": (lambda v: len(set(v)) == len(v) and all(l.strip() == l and l and "\t" not in l and "\n" not in l
                                                             for l in v),
@@ -588,6 +591,7 @@ HELP = {
     "data.max_text_bytes": "longest line or document read; a longer one is a bad line",
     "data.labels": "the order of the labels in every table and picture ([]: sorted)",
     "data.multi_label": "fastText lines with several labels: false: a bad line; true: keep the first",
+    "data.label_sep": "TSV/CSV: separator of several labels in the label field ('': one label)",
     "features": "how a text becomes the network's input",
     "features.kind": "bow (bag of words), embed_mean (mean of embeddings), embed_concat (first n embeddings)",
     "features.tokenizer": "regex: Unicode words and punctuation; whitespace: str.split (pre-tokenized text)",

@@ -17,6 +17,10 @@ strict decoding and errors on bad lines):
   ``root/<sub>/*.txt``.
 - ``auto``: inferred from the path by ``infer_format`` and noted through ``log``.
 
+Several labels a text are read by ``iter_multilabelled``/``read_multilabelled`` (label tuples:
+every ``__label__`` of a fastText line, a JSON list, a TSV/CSV field cut by ``data.label_sep``)
+and turned into an (N, C) 0/1 matrix by ``label_matrix``; the single-label readers are unchanged.
+
 Every problem names the file and the line. Files are read line by line as bytes and decoded
 per line (``data.encoding``, ``data.encoding_errors``), so with strict decoding an undecodable
 byte is reported with its line and byte offset. Blank lines are ignored in labelled data. A
@@ -215,7 +219,7 @@ def _problem(label: str, text: str, known) -> str:
 # record, the identifier being the id_field of a JSON Lines or CSV record, or a folder document's
 # path relative to the folder.
 
-def _tsv(path, name, opts, bad, known, labelled, id_field=None):
+def _tsv(path, name, opts, bad, known, labelled, id_field=None, keep_all=False):
     """``label<TAB>text`` lines; as prediction input every line (blank ones too) is a text."""
     with _input(path) as stream:
         for lineno, line in _lines(stream, name, opts, bad, labelled):
@@ -253,7 +257,7 @@ def _csv_columns(header: list, name, lineno: int, opts, labelled: bool) -> tuple
     return tuple(cols) + (None,) * (2 - len(cols))
 
 
-def _csv(path, name, opts, bad, known, labelled, id_field=None):
+def _csv(path, name, opts, bad, known, labelled, id_field=None, keep_all=False):
     """A header row, then records; quoted fields may hold commas, quotes and newlines."""
     csv.field_size_limit(opts.max_text_bytes)
     with _input(path) as stream:
@@ -315,8 +319,18 @@ def _json_str(obj: dict, field: str, key: str) -> tuple:
     return v, ""
 
 
-def _jsonl(path, name, opts, bad, known, labelled, id_field=None):
-    """One JSON object per line holding string fields data.text_field and data.label_field."""
+def _json_labels(values: list, field: str, text: str) -> tuple:
+    """(labels, '') of a JSON list of label strings, or (None, what is wrong)."""
+    for v in values:
+        if not isinstance(v, str):
+            return None, f"field '{field}' holds {_json_kind(v)}, expected a list of strings"
+    labels = tuple(v.strip() for v in values)
+    return labels, "" if labels else f"field '{field}' is an empty list"
+
+
+def _jsonl(path, name, opts, bad, known, labelled, id_field=None, keep_all=False):
+    """One JSON object per line holding string fields data.text_field and data.label_field; with
+    ``keep_all`` the label field may also be a list of strings, yielded as a tuple."""
     with _input(path) as stream:
         for lineno, line in _lines(stream, name, opts, bad, labelled):
             if not line or line.isspace():
@@ -337,8 +351,11 @@ def _jsonl(path, name, opts, bad, known, labelled, id_field=None):
                 continue
             text, problem = _json_str(obj, opts.text_field, "data.text_field")
             if not problem and labelled:
-                label, problem = _json_str(obj, opts.label_field, "data.label_field")
-                problem = problem or _problem(label.strip(), text, known)
+                if keep_all and isinstance(obj.get(opts.label_field), list):
+                    label, problem = _json_labels(obj[opts.label_field], opts.label_field, text)
+                else:
+                    label, problem = _json_str(obj, opts.label_field, "data.label_field")
+                    problem = problem or _problem(label.strip(), text, known)
             ident = None
             if not problem and id_field is not None:
                 ident = obj.get(id_field)
@@ -348,12 +365,16 @@ def _jsonl(path, name, opts, bad, known, labelled, id_field=None):
             if problem:
                 bad(lineno, problem)
                 continue
-            yield (lineno, label.strip(), text) if labelled else (ident, text)
+            if labelled:
+                yield lineno, (label if isinstance(label, tuple) else label.strip()), text
+            else:
+                yield ident, text
     bad.done()
 
 
-def _fasttext(path, name, opts, bad, known, labelled, id_field=None):
-    """``__label__a [__label__b ...] text``; as prediction input the labels are stripped."""
+def _fasttext(path, name, opts, bad, known, labelled, id_field=None, keep_all=False):
+    """``__label__a [__label__b ...] text``; as prediction input the labels are stripped. With
+    ``keep_all`` every label of a line is kept, yielded as a tuple."""
     several = 0
     with _input(path) as stream:
         for lineno, line in _lines(stream, name, opts, bad, labelled):
@@ -369,6 +390,9 @@ def _fasttext(path, name, opts, bad, known, labelled, id_field=None):
                 continue
             if not labels:
                 bad(lineno, "no label: expected '__label__<label> text'")
+                continue
+            if keep_all:
+                yield lineno, tuple(labels), text
                 continue
             if len(labels) > 1:
                 if not opts.multi_label:
@@ -398,7 +422,7 @@ def _visible_txt(folder: Path) -> list:
     return [p for p in _listing(folder) if not p.name.startswith(".") and p.suffix.lower() == ".txt" and p.is_file()]
 
 
-def _folder(path, name, opts, bad, known, labelled, id_field=None):
+def _folder(path, name, opts, bad, known, labelled, id_field=None, keep_all=False):
     """``root/<label>/*.txt``, one document per file; as prediction input also ``root/*.txt``."""
     root = Path(path)
     if str(path) == "-" or not root.is_dir():
@@ -531,6 +555,56 @@ def read_labelled(path, opts: DataConfig | None = None, log=None, known=None) ->
     if not labels:
         raise DataError(f"{path}: no usable examples{_expected(path, opts)}")
     return labels, texts
+
+
+def iter_multilabelled(path, opts: DataConfig | None = None, log=None, known=None) -> Iterator[tuple]:
+    """(line number, labels, text) for each usable example, ``labels`` a tuple of distinct labels
+    in the order they were written: every ``__label__`` of a fastText line, the list (or string)
+    in a JSON Lines label field, the TSV/CSV label field cut by ``data.label_sep`` (none: one
+    label), a folder's one label. Blank pieces are dropped and repeats kept once; a label outside
+    ``known`` makes the line a bad line, as in iter_labelled.
+    """
+    opts = TSV_DEFAULTS if opts is None else opts
+    fmt = infer_format(path, log) if opts.format == "auto" else opts.format
+    name = "<stdin>" if str(path) == "-" else path
+    bad = _BadLines(name, opts.on_bad_line, log, "document" if fmt == "folder" else "line")
+    cut = opts.label_sep if fmt in ("tsv", "csv") else ""
+    for lineno, label, text in READERS[fmt](path, name, opts, bad, None, True, None, keep_all=True):
+        pieces = label.split(cut) if cut else (label,) if isinstance(label, str) else label
+        labels = tuple(dict.fromkeys(p.strip() for p in pieces if p.strip()))
+        problem = next((p for p in map(lambda l: _problem(l, text, known), labels or ("",)) if p), "")
+        if problem:
+            bad(lineno, problem)
+            continue
+        yield lineno, labels, text
+
+
+def read_multilabelled(path, opts: DataConfig | None = None, log=None, known=None) -> tuple:
+    """(label tuples, texts) of a whole labelled input read by iter_multilabelled."""
+    labels, texts = [], []
+    for _, these, text in iter_multilabelled(path, opts, log, known):
+        labels.append(tuple(sys.intern(l) for l in these))
+        texts.append(text)
+    if not labels:
+        raise DataError(f"{path}: no usable examples{_expected(path, opts)}")
+    return labels, texts
+
+
+def label_matrix(label_sets: list, classes: list) -> np.ndarray:
+    """The (N, C) 0/1 uint8 matrix of N label tuples over the C ``classes``: Y[i, c] = 1 when
+    text i has label classes[c]. Built by one scatter, not a loop over cells."""
+    index = {c: j for j, c in enumerate(classes)}
+    counts = np.fromiter(map(len, label_sets), dtype=np.intp, count=len(label_sets))   # (N,)
+    cols = np.fromiter((index[l] for these in label_sets for l in these), dtype=np.intp,
+                       count=int(counts.sum()))
+    Y = np.zeros((len(label_sets), len(classes)), dtype=np.uint8)                    # (N, C)
+    Y[np.repeat(np.arange(len(label_sets)), counts), cols] = 1
+    return Y
+
+
+def several_labels(label_sets: list) -> int:
+    """How many texts have two labels or more: what turns multi-label training on."""
+    return sum(len(these) > 1 for these in label_sets)
 
 
 def _expected(path, opts) -> str:

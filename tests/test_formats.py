@@ -331,3 +331,52 @@ def test_config_accepts_the_data_keys():
                                   encoding="latin-1", encoding_errors="replace", on_bad_line="warn",
                                   multi_label=True)
     assert config.load_text("data: {train: t.tsv}").data.format == "auto"
+
+
+# --- several labels a text ---------------------------------------------------------------------
+
+def multi(path, **kw):
+    return data.read_multilabelled(path, opts(**kw))
+
+
+def test_several_labels_from_each_format(tmp_path):
+    ft = tmp_path / "d.ft"
+    ft.write_text("__label__a __label__b __label__a two\n__label__c one\n", encoding="utf-8")
+    assert multi(ft, format="fasttext") == ([("a", "b"), ("c",)], ["two", "one"])
+    js = tmp_path / "d.jsonl"
+    js.write_text(json.dumps({"text": "two", "label": ["a", " b", ""]}) + "\n"
+                  + json.dumps({"text": "one", "label": "c"}) + "\n", encoding="utf-8")
+    assert multi(js, format="jsonl") == ([("a", "b"), ("c",)], ["two", "one"])
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("a, b\ttwo\nc\tone\n", encoding="utf-8")
+    assert multi(tsv, format="tsv", label_sep=",") == ([("a", "b"), ("c",)], ["two", "one"])
+    assert multi(tsv, format="tsv") == ([("a, b",), ("c",)], ["two", "one"])
+    csvf = tmp_path / "d.csv"
+    csvf.write_text('text,label\ntwo,"a,b"\none,c\n', encoding="utf-8")
+    assert multi(csvf, format="csv", label_sep=",") == ([("a", "b"), ("c",)], ["two", "one"])
+
+
+def test_several_labels_bad_lines(tmp_path):
+    js = tmp_path / "d.jsonl"
+    js.write_text(json.dumps({"text": "t", "label": ["a", 3]}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{js}:1: field 'label' holds a number (3)")):
+        multi(js, format="jsonl")
+    ft = tmp_path / "d.ft"
+    ft.write_text("__label__a __label__b text\n__label__a __label__z text\n", encoding="utf-8")
+    with pytest.raises(DataError, match=re.escape(f"{ft}:2: label 'z' not seen in training")):
+        data.read_multilabelled(ft, opts(format="fasttext"), known={"a", "b"})
+    msgs, log = collect()
+    got = data.read_multilabelled(ft, opts(format="fasttext", on_bad_line="skip"), log, known={"a", "b"})
+    assert got == ([("a", "b")], ["text"]) and len(msgs) == 1
+
+
+def test_label_matrix_and_detection():
+    sets = [("b", "a"), ("c",), ()]
+    Y = data.label_matrix(sets, ["a", "b", "c"])
+    assert Y.dtype == "uint8" and Y.tolist() == [[1, 1, 0], [0, 0, 1], [0, 0, 0]]
+    assert data.several_labels(sets) == 1 and data.several_labels([("a",), ("b",)]) == 0
+
+
+def test_label_sep_rule():
+    with pytest.raises(ConfigError, match="data.label_sep"):
+        config.load_text("data:\n  train: t.tsv\n  label_sep: ' , '\n", "x.yaml")
