@@ -137,6 +137,12 @@ def _check_members(path: Path, expected: dict | None) -> None:
                                       f"says {nbytes} (damaged or altered)")
 
 
+# What a damaged array file raises while it is read (a damaged .npy header is parsed as a
+# Python literal: SyntaxError, TokenError)
+_NPY_ERRORS = (ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError, MemoryError,
+               OverflowError, SyntaxError, tokenize.TokenError, struct.error, TypeError)
+
+
 def _read_arrays(path: Path, expected: dict | None = None) -> dict:
     """The arrays of an .npz file, never unpickling (object arrays are refused)."""
     _regular_file(path, "")
@@ -146,14 +152,8 @@ def _read_arrays(path: Path, expected: dict | None = None) -> dict:
             return {name: npz[name] for name in npz.files}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError,
-            NotImplementedError, MemoryError, OverflowError, SyntaxError, tokenize.TokenError) as e:
-        # (a damaged .npy header is parsed as a Python literal: SyntaxError, TokenError)
+    except (zipfile.BadZipFile, *_NPY_ERRORS) as e:
         raise CheckpointError(f"{path}: damaged or not an nlclf array file ({type(e).__name__}: {e})") from None
-
-
-_NPY_ERRORS = (ValueError, OSError, EOFError, KeyError, SyntaxError, tokenize.TokenError, OverflowError,
-               struct.error, TypeError)
 
 
 def _member_arrays(path: Path):

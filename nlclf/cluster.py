@@ -9,6 +9,7 @@ cluster of its own: a scheduler address hands the work to Dask.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 from typing import Callable, Iterator
@@ -96,19 +97,19 @@ class Dask:
         read, so a long task list holds a bounded number of results; a task's error (or a lost
         worker, Dask's KilledWorker) comes out here, and the rest are cancelled."""
         ahead = 4 * self.threads()
-        futures: list = []
+        futures: collections.deque = collections.deque()
         nxt = 0
         try:
             for _ in range(len(tasks)):
                 while nxt < len(tasks) and len(futures) < ahead:
                     futures.append(self.client.submit(fn, *tasks[nxt], pure=False))
                     nxt += 1
-                fut = futures.pop(0)
+                fut = futures.popleft()
                 yield fut.result()
                 fut.release()
         finally:
             if futures:
-                self.client.cancel(futures)
+                self.client.cancel(list(futures))
 
     def close(self):
         self.client.close()

@@ -662,9 +662,6 @@ class FilePart:
     def __repr__(self) -> str:
         return f"FilePart({self.path!r}, {self.start}, {self.end}, {self.first_line})"
 
-    def __reduce__(self):
-        return FilePart, (self.path, self.start, self.end, self.first_line)
-
 
 LINE_FORMATS = ("tsv", "fasttext", "jsonl")
 
