@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+
+import numpy as np
 
 TOKENIZERS = ("regex", "whitespace")
 
@@ -29,15 +32,9 @@ def is_punct(token: str) -> bool:
 SEP = "\x00"      # separates texts in a batch; a token of its own for both tokenizers
 
 
-def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, accents: bool = True,
-                  punctuation: bool = True, max_chars: int = 0) -> list:
-    """The tokens of many texts at once, each text followed by the separator token SEP.
-
-    One join, one lowercase and one split for the whole batch: no Python work per text
-    or per token on the default path. ``mode`` ``regex`` uses WORD_RE (Unicode-aware),
-    ``whitespace`` str.split for pre-tokenized text; ``accents=False`` strips accents,
-    ``punctuation=False`` drops punctuation-only tokens, ``max_chars`` > 0 cuts each text first.
-    """
+def _joined(texts: list, lowercase: bool, accents: bool, max_chars: int) -> str:
+    """The texts of a batch as one string, each followed by " SEP" and a newline (a SEP inside a
+    text becomes a space), lowercased and stripped of accents as asked, once for the batch."""
     if max_chars:
         texts = [t[:max_chars] for t in texts]
     joined = "\n".join(texts)
@@ -48,10 +45,74 @@ def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, acce
         joined = joined.lower()
     if not accents:
         joined = strip_accents(joined)
+    return joined
+
+
+def tokenize_many(texts: list, mode: str = "regex", lowercase: bool = True, accents: bool = True,
+                  punctuation: bool = True, max_chars: int = 0) -> list:
+    """The tokens of many texts at once, each text followed by the separator token SEP.
+
+    One join, one lowercase and one split for the whole batch: no Python work per text
+    or per token on the default path. ``mode`` ``regex`` uses WORD_RE (Unicode-aware),
+    ``whitespace`` str.split for pre-tokenized text; ``accents=False`` strips accents,
+    ``punctuation=False`` drops punctuation-only tokens, ``max_chars`` > 0 cuts each text first.
+    """
+    joined = _joined(texts, lowercase, accents, max_chars)
     tokens = WORD_RE.findall(joined) if mode == "regex" else joined.split()
     if not punctuation:
         tokens = [t for t in tokens if t == SEP or not is_punct(t)]
     return tokens
+
+
+def tokenize_distinct(texts: list, mode: str = "regex", lowercase: bool = True, accents: bool = True,
+                      punctuation: bool = True, max_chars: int = 0, max_token_chars: int = 0) -> tuple:
+    """(distinct tokens in first-seen order, (T,) int32 index of every token into them): the
+    tokens of tokenize_many, cut to ``max_token_chars`` (> 0), as integers.
+
+    The batch is split at whitespace, and each distinct piece is tokenized once: a WORD_RE token
+    never holds whitespace (str.split's whitespace is WORD_RE's), so the pieces' tokens, gathered
+    to the pieces' occurrences, are the tokens of the whole batch. No string is built or
+    matched per token occurrence; the pieces' first-seen order is the tokens' as well."""
+    pieces = _joined(texts, lowercase, accents, max_chars).split()
+    distinct = list(dict.fromkeys(pieces))                                 # (P,)
+    index = dict(zip(distinct, range(len(distinct))))
+    ids = np.fromiter(map(index.__getitem__, pieces), dtype=np.int32, count=len(pieces))    # (T,)
+    del pieces, index
+    if mode == "regex":
+        parts = list(map(WORD_RE.findall, distinct))                       # (P,) lists of tokens
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        if not (lengths == 1).all():                                      # some pieces hold several
+            flat = list(itertools.chain.from_iterable(parts))
+            tokens = list(dict.fromkeys(flat))
+            index = dict(zip(tokens, range(len(tokens))))
+            flat_ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat))
+            ids = flat_ids[ragged_take(lengths, ids)]
+            distinct = tokens
+    if not punctuation:
+        distinct, ids = _renamed(distinct, ids, [None if t != SEP and is_punct(t) else t for t in distinct])
+    if max_token_chars and distinct and max(map(len, distinct)) > max_token_chars:   # a URL, a hash, a hostile input
+        distinct, ids = _renamed(distinct, ids, [t[:max_token_chars] for t in distinct])
+    return distinct, ids
+
+
+def _renamed(tokens: list, ids, new: list) -> tuple:
+    """(distinct tokens, ids) after each token became ``new``'s (None: dropped): tokens that now
+    coincide merged, first-seen order kept."""
+    kept = list(dict.fromkeys(t for t in new if t is not None))
+    index = dict(zip(kept, range(len(kept))))
+    to = np.fromiter((-1 if t is None else index[t] for t in new), dtype=np.int32, count=len(new))
+    ids = to[ids]
+    return kept, ids[ids >= 0]
+
+
+def ragged_take(lengths, which):
+    """Positions into a flat array of consecutive runs of ``lengths`` (R,) that concatenate the
+    runs ``which`` (K,) in order: flat[ragged_take(lengths, which)] is run which[0], then
+    which[1], ..."""
+    offsets = np.cumsum(lengths) - lengths                                 # (R,) start of each run
+    n = lengths[which]                                                     # (K,)
+    ends = np.cumsum(n)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[which], n)
 
 
 NGRAM_SEP = " "   # tokens never contain whitespace, so a space joins n-grams unambiguously

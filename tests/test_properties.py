@@ -397,3 +397,45 @@ def test_random_text_gives_finite_probabilities(models, texts, kind):
     assert np.array_equal(p, loaded.proba(texts)), "the saved and loaded model predicts differently"
     for i, t in enumerate(texts):                                      # a text's row does not depend on its batch
         assert np.allclose(model.proba([t])[0], p[i], rtol=1e-5, atol=1e-6), f"{t!r} alone vs in a batch"
+
+
+# ---------------------------------------------------------------- 5. tokens and character n-grams by integers
+
+TEXT_PIECES = st.lists(st.one_of(st.text(max_size=8), st.sampled_from(
+    [" ", "  ", "\t", "\n", "\x00", "\u2028", "\u0085", "\x1c", "don't", "l’homme", "İ", "ß", "Σ", "东京", "👍🏽",
+     "--", "<", ">", "<a>", "_", "a_b", "\ud800", "é", "e\u0301"])), max_size=12).map("".join)
+
+
+@examples(300)
+@given(st.lists(TEXT_PIECES, max_size=6), st.sampled_from(["regex", "whitespace"]), st.booleans(),
+       st.booleans(), st.booleans(), st.sampled_from([0, 3]), st.sampled_from([0, 2, 100]))
+def test_tokens_by_distinct_pieces_are_the_tokens_of_the_batch(texts, mode, lowercase, accents, punctuation,
+                                                               max_chars, cap):
+    """text.tokenize_distinct (each distinct whitespace piece tokenized once, tokens as integers)
+    gives exactly tokenize_many's tokens, cut to max_token_chars, in first-seen order."""
+    from nlclf.text import tokenize_distinct, tokenize_many
+    expected = tokenize_many(texts, mode, lowercase, accents, punctuation, max_chars)
+    if cap:
+        expected = [t[:cap] for t in expected]
+    distinct, ids = tokenize_distinct(texts, mode, lowercase, accents, punctuation, max_chars, cap)
+    assert ids.dtype == np.int32
+    assert [distinct[i] for i in ids.tolist()] == expected
+    assert distinct == list(dict.fromkeys(expected))
+
+
+@examples(200)
+@given(st.lists(TEXT_PIECES, max_size=8), st.integers(1, 4), st.integers(0, 3))
+def test_character_ngrams_by_code_points_are_the_strings(words, lo, extra):
+    """bag.word_char_grams finds, word by word, the windows text.char_ngrams makes, and a window's
+    key is the key of the vocabulary entry with the same string (string_char_keys)."""
+    from nlclf.features.bag import string_char_keys, word_char_grams
+    from nlclf.text import CHAR_MARK, char_ngrams
+    hi = lo + extra
+    word, keys, start, size, marked = word_char_grams(words, lo, hi)
+    assert (np.diff(word) >= 0).all()
+    got = [[] for _ in words]
+    for w, a, n in zip(word.tolist(), start.tolist(), size.tolist()):
+        got[w].append(CHAR_MARK + marked[a:a + n])
+    assert [sorted(g) for g in got] == [sorted(char_ngrams(w, lo, hi)) for w in words]
+    strings = [marked[a:a + n] for a, n in zip(start.tolist(), size.tolist())]
+    assert (string_char_keys(strings) == keys).all() if strings else len(keys) == 0

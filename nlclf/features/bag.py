@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from .. import parallel
 from ..config import AUTO
-from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams
+from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams, ragged_take
 from ..vocab import PAD, UNK, UNK_ID, Vocabulary
 from . import weighting
 from .base import CHUNK, TextFeaturizer, resolve_auto
@@ -108,6 +108,57 @@ def gram_keys(ids, is_sep, n: int):
     cs = np.concatenate([[0], np.cumsum(is_sep)])
     starts = np.flatnonzero(cs[n:] == cs[:-n])                        # windows free of SEP
     return starts, key_of([ids[starts + j] for j in range(n)])
+
+
+def char_keys(grams):
+    """(G,) uint64 keys of character n-grams of one size n given as code points (G, n): n and
+    then each code point mixed in (splitmix64), a 64-bit hash, the same for a vocabulary entry
+    as for a window of a word."""
+    key = np.full(len(grams), grams.shape[1], dtype=np.uint64)
+    for j in range(grams.shape[1]):
+        key = _mix(key ^ grams[:, j].astype(np.uint64))
+    return key
+
+
+def _code_points(strings: list) -> tuple:
+    """((L,) uint32 code points of the strings one after the other, (S,) length of each)."""
+    flat = np.frombuffer("".join(strings).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return flat, np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+
+
+def string_char_keys(grams: list):
+    """(G,) the char_keys of character n-grams given as strings (without CHAR_MARK), any sizes."""
+    flat, lengths = _code_points(grams)
+    starts = np.cumsum(lengths) - lengths
+    keys = np.zeros(len(grams), dtype=np.uint64)
+    for n in np.unique(lengths).tolist():
+        sel = np.flatnonzero(lengths == n)
+        keys[sel] = char_keys(flat[starts[sel][:, None] + np.arange(n)])
+    return keys
+
+
+def word_char_grams(words: list, lo: int, hi: int) -> tuple:
+    """The character n-grams of lengths lo..hi of each word, as text.char_ngrams makes them
+    (windows of ``<word>``, the lone markers left out), found with NumPy for all the words at
+    once: (word (G,), keys (G,) uint64, start (G,) and length (G,) in ``marked``, marked), grouped
+    word after word; ``marked`` is the string ``<w1><w2>...``."""
+    marked = "<" + "><".join(words) + ">" if words else ""
+    cp = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)       # (L,)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2             # (W,)
+    word_of = np.repeat(np.arange(len(words)), lengths)                                      # (L,)
+    at = np.arange(len(cp)) - (np.cumsum(lengths) - lengths)[word_of]                        # place in its word
+    left = lengths[word_of] - at                                                             # characters from there on
+    parts = []
+    for n in range(lo, hi + 1):
+        ok = left >= n
+        if n == 1:
+            ok &= (at > 0) & (left > 1)                                                      # not '<' or '>' alone
+        start = np.flatnonzero(ok)
+        parts.append((word_of[start], char_keys(cp[start[:, None] + np.arange(n)]), start,
+                      np.full(len(start), n, dtype=np.int64)))
+    word, keys, start, size = (np.concatenate(a) for a in zip(*parts))
+    order = np.argsort(word, kind="stable")                                                  # runs already sorted
+    return word[order], keys[order], start[order], size[order], marked
 
 
 def _counts_merge(parts: list) -> tuple:
@@ -207,11 +258,8 @@ def _count_chunk(featurizer, item):
     distinct token's count on the counted rows, and per n-gram size the distinct n-grams of
     those rows as local ids (U, n) int32 with their counts (U,)."""
     texts, m = item
-    tokens = featurizer._tokens(texts)
-    distinct = list(dict.fromkeys(tokens))
-    local = dict(zip(distinct, range(len(distinct))))
-    lids = np.fromiter(map(local.__getitem__, tokens), dtype=np.int32, count=len(tokens))
-    is_sep = lids == local.get(SEP, -1)
+    distinct, lids = featurizer._token_ids(texts)
+    is_sep = lids == (distinct.index(SEP) if texts else -1)               # SEP: seen by the first text's end
     rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
     counted = ~is_sep if m is None else ~is_sep & ~m[rows]
     counts = np.bincount(lids[counted], minlength=len(distinct))
@@ -253,9 +301,9 @@ class Bag(TextFeaturizer):
         self.column_scale()
 
     def _tables(self):
-        """(key id of every token and feature id of every character n-gram string, per n-gram
-        size a KeyTable from keys to feature ids, a cache of each word's character n-gram ids),
-        built once from the vocabulary.
+        """(key id of every token, per n-gram size a KeyTable from keys to feature ids, a
+        KeyTable from character n-gram keys (char_keys) to feature ids), built once from the
+        vocabulary.
 
         A token's key id is its feature id; a word in the vocabulary only inside n-grams (cut
         by max_size) gets a pseudo id >= V, which reads as <unk> for the word itself; SEP is -1.
@@ -265,12 +313,13 @@ class Bag(TextFeaturizer):
             tokens = self.vocab.tokens
             V = len(tokens)
             # Every entry: a text's tokens hold no whitespace or tab, so looking one up can only
-            # find a word, and a character n-gram (tab first) only itself.
+            # find a word (character n-grams are looked up by their keys, in the third table).
             keyid = self.vocab.index.copy()
             del keyid[tokens[0]], keyid[tokens[1]]                       # <pad>, <unk>: never a text's word
             grams = [t for t in tokens if NGRAM_SEP in t]                 # vocabulary order
-            n_chars = sum(map(str.startswith, tokens, itertools.repeat(CHAR_MARK)))
-            n_words = V - 2 - n_chars - len(grams)
+            char_ids = np.flatnonzero(np.fromiter(map(str.startswith, tokens, itertools.repeat(CHAR_MARK)),
+                                                  dtype=bool, count=V))
+            n_words = V - 2 - len(char_ids) - len(grams)
             words = NGRAM_SEP.join(grams).split(NGRAM_SEP) if grams else []
             new = [w for w in dict.fromkeys(words) if w not in keyid]      # words only inside n-grams
             keyid.update(zip(new, range(V + n_words, V + n_words + len(new))))   # pseudo ids: past every feature
@@ -285,7 +334,8 @@ class Bag(TextFeaturizer):
                 sel = np.flatnonzero(sizes == n)
                 ids = word_ids[starts[sel][:, None] + np.arange(n)]                     # (G_n, n)
                 lookup[n] = KeyTable(key_of([ids[:, j] for j in range(n)]), gram_ids[sel])
-            self._index = (keyid, lookup, {})
+            chars = KeyTable(string_char_keys([tokens[i][1:] for i in char_ids.tolist()]), char_ids)
+            self._index = (keyid, lookup, chars)
         return self._index
 
     def ngram_bucket(self, words: list) -> int:
@@ -305,35 +355,34 @@ class Bag(TextFeaturizer):
             out[miss] = len(self.vocab) + (keys[miss] % np.uint64(B)).astype(np.int64)
         return out
 
-    def _char_fids(self, token: str):
-        """The feature ids of a token's character n-grams (vocabulary or bucket; others dropped)."""
-        chars = self._tables()[0]                  # its character n-gram entries
-        lo, hi = self.char_range
-        B, V = self.spec.hash_buckets, len(self.vocab)
-        out = []
-        for g in char_ngrams(token, lo, hi):
-            j = chars.get(g)
-            if j is not None:
-                out.append(j)
-            elif B:
-                out.append(V + bucket_of(g, B))
-        return np.array(out, dtype=np.int64)
+    def _word_char_fids(self, words: list) -> tuple:
+        """(flat feature ids of the character n-grams of each word, word after word; (W,) how
+        many each word has): the vocabulary's, else a hash bucket (of the gram's string, as
+        bucket_of), else dropped."""
+        word, keys, start, size, marked = word_char_grams(words, *self.char_range)
+        fids = self._tables()[2].get(keys)
+        B = self.spec.hash_buckets
+        if B:
+            miss = np.flatnonzero(fids < 0)
+            fids[miss] = len(self.vocab) + np.fromiter(
+                (bucket_of(CHAR_MARK + marked[a:a + n], B) for a, n in zip(start[miss].tolist(), size[miss].tolist())),
+                dtype=np.int64, count=len(miss))
+        keep = fids >= 0
+        return fids[keep], np.bincount(word[keep], minlength=len(words))
 
     # --- transform ----------------------------------------------------------------------------
 
     def counts(self, texts: list):
         """Unweighted X (N, D) CSR: the counts of every feature of a chunk of texts."""
-        tokens = self._tokens(texts)
+        distinct, lids = self._token_ids(texts)
         keyid = self._tables()[0]
-        ids = np.fromiter(map(keyid.get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64, count=len(tokens))
-        return self._assemble(ids, len(texts), lambda positions: [tokens[p] for p in positions])
+        ids = np.fromiter(map(keyid.get, distinct, itertools.repeat(UNK_ID)), dtype=np.int64,
+                          count=len(distinct))[lids]
+        return self._assemble(ids, len(texts), lids, distinct)
 
-    def _assemble(self, ids, n_texts: int, token_at, known_ids=None):
-        """CSR (N, D) of counts from a chunk's key ids (T,) (SEP = -1); ``token_at(positions)``
-        gives the strings of tokens, for the character n-grams of words outside the vocabulary.
-        ``known_ids``: (a (T,) id of every distinct token, a dict id -> its character n-gram ids)
-        when the caller has them (fitting), so that words outside the vocabulary are looked up
-        once each, not once per occurrence."""
+    def _assemble(self, ids, n_texts: int, tids, strings: list):
+        """CSR (N, D) of counts from a chunk's key ids (T,) (SEP = -1); ``tids`` (T,) gives each
+        token's string as ``strings[tids[t]]``, for the character n-grams."""
         is_sep = ids == -1
         rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
         word = ~is_sep
@@ -347,7 +396,7 @@ class Bag(TextFeaturizer):
             cols.append(g[found])
             where.append(rows[pos[found]])
         if self.char_range:
-            c, r = self._chars(ids, word, rows, token_at, known_ids)
+            c, r = self._chars(ids, word, rows, tids, strings)
             cols.append(c)
             where.append(r)
         col = np.concatenate(cols) if len(cols) > 1 else cols[0]
@@ -357,11 +406,9 @@ class Bag(TextFeaturizer):
         X.indices = X.indices.astype(np.int32, copy=False)
         return X
 
-    def _chars(self, ids, word, rows, token_at, known_ids=None):
+    def _chars(self, ids, word, rows, tids, strings: list):
         """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
-        word's grams looked up once (those of vocabulary words kept between calls, at most V),
-        then gathered to its occurrences."""
-        cache = self._tables()[2]
+        word's grams found and looked up once for the chunk, then gathered to its occurrences."""
         pos = np.flatnonzero(word)                                          # (T',) word occurrences
         frequent = self._frequent()
         if frequent is not None:                                            # char_below: frequent words have none
@@ -370,41 +417,9 @@ class Bag(TextFeaturizer):
             drop = np.zeros(len(pos), dtype=bool)
             drop[in_vocab] = frequent[k[in_vocab]]
             pos = pos[~drop]
-        known = ids[pos] >= 2                                               # vocabulary words and pseudo-words
-        parts = []
-        part_of = np.empty(len(pos), dtype=np.int64)
-        uk, first, inv = np.unique(ids[pos[known]], return_index=True, return_inverse=True)
-        missing = [j for j, k in enumerate(uk.tolist()) if k not in cache]
-        if missing:
-            strings = token_at(pos[known][first[missing]])
-            for j, t in zip(missing, strings):
-                cache[int(uk[j])] = self._char_fids(t)
-        parts.extend(cache[k] for k in uk.tolist())
-        part_of[known] = inv
-        unknown = np.flatnonzero(~known)                                    # words outside the vocabulary
-        if len(unknown):
-            if known_ids is not None:                                       # fitting: global ids, a lasting cache
-                uid, seen = known_ids
-                u = uid[pos[unknown]]
-            else:                                                           # otherwise: the chunk's own numbering
-                local, seen = {}, {}
-                u = np.fromiter((local.setdefault(t, len(local)) for t in token_at(pos[unknown])),
-                                dtype=np.int64, count=len(unknown))
-            uu, ufirst, uinv = np.unique(u, return_index=True, return_inverse=True)
-            todo = [j for j, w in enumerate(uu.tolist()) if w not in seen]
-            for j, t in zip(todo, token_at(pos[unknown][ufirst[todo]])):
-                seen[int(uu[j])] = self._char_fids(t)
-            part_of[unknown] = len(parts) + uinv
-            parts.extend(seen[w] for w in uu.tolist())
-        if not parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))   # (P,)
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        flat = np.concatenate(parts)                                        # the grams of each distinct word
-        n = lengths[part_of]                                                # (T',) grams per occurrence
-        ends = np.cumsum(n)
-        take = np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - n - offsets[part_of], n)
-        return flat[take], rows[np.repeat(pos, n)]
+        distinct, inv = np.unique(tids[pos], return_inverse=True)           # (W,), (T',)
+        fids, lengths = self._word_char_fids([strings[i] for i in distinct.tolist()])
+        return fids[ragged_take(lengths, inv)], rows[np.repeat(pos, lengths[inv])]
 
     def _frequent(self):
         """(V,) bool: the vocabulary words seen at least char_below times, which get no character
@@ -437,13 +452,10 @@ class Bag(TextFeaturizer):
         if not keep:
             return None
         gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
-        unknown_chars: dict = {}                                   # global id -> character n-gram ids
 
         def assemble(i):                                           # in a forked worker: chunk i's X
             gids, m = fit.chunks[i]
-            X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()),
-                               lambda positions: [fit.tokens[g] for g in gids[positions].tolist()],
-                               (gids, unknown_chars))
+            X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()), gids, fit.tokens)
             return (X, None) if m is None else (X[~m], X[m])
 
         parts, held = [], []

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import parallel
 from ..config import AUTO, FeatureSpec
-from ..text import SEP, TOKENIZERS, tokenize_many
+from ..text import SEP, TOKENIZERS, tokenize_distinct
 from ..vocab import UNK_ID, Vocabulary
 
 CHUNK = 8192          # texts tokenized together
@@ -64,15 +64,17 @@ class TextFeaturizer:
 
     # --- tokens -------------------------------------------------------------------------
 
-    def _tokens(self, texts: list) -> list:
-        """The tokens of a chunk of texts, each text followed by SEP."""
+    def _token_ids(self, texts: list) -> tuple:
+        """(distinct tokens of a chunk of texts, (T,) int32 index of each token into them), each
+        text followed by SEP (text.tokenize_distinct)."""
         s = self.spec
-        tokens = tokenize_many(texts, s.tokenizer, s.lowercase, not s.strip_accents, not s.strip_punct,
-                               s.max_chars)
-        cap = s.max_token_chars
-        if tokens and max(map(len, tokens)) > cap:             # rare: a URL, a hash, a hostile input
-            tokens = [t[:cap] for t in tokens]
-        return tokens
+        return tokenize_distinct(texts, s.tokenizer, s.lowercase, not s.strip_accents, not s.strip_punct,
+                                 s.max_chars, s.max_token_chars)
+
+    def _tokens(self, texts: list) -> list:
+        """The tokens of a chunk of texts as strings, each text followed by SEP."""
+        distinct, ids = self._token_ids(texts)
+        return [distinct[i] for i in ids.tolist()]
 
     def tokens_of(self, texts: list) -> list:
         """The tokens of texts as the model sees them (SEP after each text): for inspection."""
@@ -80,7 +82,8 @@ class TextFeaturizer:
 
     def chunk_counts(self, texts: list) -> Counter:
         """How often each vocabulary entry occurs in a chunk of texts (words; bags add more)."""
-        return Counter(self._tokens(texts))
+        distinct, ids = self._token_ids(texts)
+        return Counter(dict(zip(distinct, np.bincount(ids, minlength=len(distinct)).tolist())))
 
     def fit_vocab(self, texts: Iterable[str]):
         """Count the training texts (streamed) and build the vocabulary."""
@@ -104,12 +107,14 @@ class TextFeaturizer:
             self._lookup = dict(self.vocab.index)
             self._lookup[SEP] = -1
 
-    def word_ids(self, tokens: list):
-        """(ids (T,), rows (T,), is_sep (T+N,)): the id of every token but the separators
-        (unknown words -> <unk>), the text each belongs to, and where the separators were."""
+    def word_ids(self, texts: list):
+        """(ids (T,), rows (T,), is_sep (T+N,)): the id of every token of a chunk of texts but the
+        separators (unknown words -> <unk>), the text each belongs to, and where the separators
+        were. Each distinct token is looked up once."""
         self.prepare()
-        ids = np.fromiter(map(self._lookup.get, tokens, itertools.repeat(UNK_ID)), dtype=np.int64,
-                          count=len(tokens))
+        distinct, lids = self._token_ids(texts)
+        ids = np.fromiter(map(self._lookup.get, distinct, itertools.repeat(UNK_ID)), dtype=np.int64,
+                          count=len(distinct))[lids]
         is_sep = ids < 0
         rows = np.cumsum(is_sep) - is_sep                                   # text of each token
         return ids, rows, is_sep

@@ -17,7 +17,7 @@ class TokenIds(TextFeaturizer):
 
     def counts(self, texts: list):
         """X (N, T) int32: each text's token ids, truncated (``truncate``: head or tail) or padded."""
-        ids, rows, is_sep = self.word_ids(self._tokens(texts))
+        ids, rows, is_sep = self.word_ids(texts)
         keep = ~is_sep
         ids, rows, n = ids[keep], rows[keep], len(texts)
         T = self.spec.max_tokens
