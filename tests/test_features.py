@@ -174,6 +174,17 @@ def test_nb_spread_is_the_same_computed_in_blocks():
     assert whole.shape == (f.n_features,) and np.all(whole >= 0)
 
 
+def test_nb_spread_counts_the_same_dense_or_sparse(monkeypatch):
+    """The (feature, class) counts in one dense array (few pairs) or as sparse blocks (many)."""
+    from nlclf.features import weighting
+    rng = np.random.default_rng(3)
+    X = weighting.sp.random(300, 500, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    y = rng.integers(0, 7, 300)
+    dense = weighting.nb_spread(X, y, 1.0)
+    monkeypatch.setattr(weighting, "NB_DENSE_COUNTS", 0)
+    assert np.array_equal(weighting.nb_spread(X, y, 1.0), dense)
+
+
 def test_char_ngrams_of_a_word():
     assert char_ngrams("ab", 1, 3) == [CHAR_MARK + g for g in ["a", "b", "<a", "ab", "b>", "<ab", "ab>"]]
     assert char_ngrams("cat", 3, 3) == [CHAR_MARK + g for g in ["<ca", "cat", "at>"]]

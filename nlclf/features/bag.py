@@ -221,10 +221,13 @@ class _FitPass:
     def run(self, texts) -> None:
         for (distinct, lids, counts, grams), m in parallel.ordered_map(self.bag._count_chunk, self._items(texts),
                                                                        self.bag.spec.workers, min_items=2):
-            before = len(self.index)
-            gmap = np.fromiter((self.index.setdefault(t, len(self.index)) for t in distinct), dtype=np.int64,
+            gmap = np.fromiter(map(self.index.get, distinct, itertools.repeat(-1)), dtype=np.int64,
                                count=len(distinct))                          # local id -> global id
-            self.tokens.extend(t for t, g in zip(distinct, gmap.tolist()) if g >= before)
+            new = np.flatnonzero(gmap < 0)                                   # first seen in this chunk
+            gmap[new] = np.arange(len(self.index), len(self.index) + len(new))
+            fresh = [distinct[i] for i in new.tolist()]
+            self.index.update(zip(fresh, gmap[new].tolist()))
+            self.tokens.extend(fresh)
             self.sep = self.index.get(SEP, -1)
             if len(self.counts) < len(self.index):
                 self.counts = np.concatenate([self.counts, np.zeros(len(self.index) - len(self.counts), np.int64)])

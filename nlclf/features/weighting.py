@@ -13,6 +13,7 @@ import scipy.sparse as sp
 WEIGHTINGS = ("count", "binary", "log", "tfidf", "nb")
 FITTED = ("tfidf", "nb")                 # weightings with per-feature weights learnt from train
 NB_BLOCK_VALUES = 1 << 22                # (features × classes) made dense at a time by nb_spread: 32 MB
+NB_DENSE_COUNTS = 1 << 23                # nb_spread counts (features × classes) in one dense array up to this: 64 MB
 
 
 def idf(X, n_features: int):
@@ -26,22 +27,30 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     L_c = log(p_c / Σ p_c) and p_c = alpha + the number of class-c rows holding the feature
     (Wang & Manning's NB log-count ratio, generalised to C classes; with two classes it is
     NBSVM's |r|). The (D, C) counts stay sparse; they are made dense ``block`` features at a
-    time, fewer when there are many classes (at most NB_BLOCK_VALUES values)."""
+    time, fewer when there are many classes (at most NB_BLOCK_VALUES values); up to
+    NB_DENSE_COUNTS (feature, class) pairs they are counted in one dense array instead."""
     if y is None:
         raise ValueError("nb weighting needs the training labels")
     y = np.asarray(y)
     N, D = X.shape
     C = int(y.max()) + 1 if len(y) else 1
-    counts = sp.csr_matrix((D, C), dtype=np.float64)                                      # (D, C)
+    dense = D * C <= NB_DENSE_COUNTS
+    counts = np.zeros(D * C, dtype=np.int64) if dense else sp.csr_matrix((D, C), dtype=np.float64)   # (D, C)
     for a, b in row_blocks(X):                  # rows holding each feature, by class, a block at a time
         lo, hi = X.indptr[a], X.indptr[b]
         cls = np.repeat(y[a:b], np.diff(X.indptr[a:b + 1]))
-        counts = counts + sp.csr_matrix((np.ones(hi - lo), (X.indices[lo:hi], cls)), shape=(D, C))
-    log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0)).ravel())               # (C,)
+        if dense:                               # one bincount over (feature, class) pairs
+            counts += np.bincount(X.indices[lo:hi].astype(np.int64) * C + cls, minlength=D * C)
+        else:
+            counts = counts + sp.csr_matrix((np.ones(hi - lo), (X.indices[lo:hi], cls)), shape=(D, C))
+    if dense:
+        counts = counts.reshape(D, C)
+    log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0), dtype=np.float64).ravel())   # (C,)
     block = max(1, min(block, NB_BLOCK_VALUES // C))
     out = np.empty(D, dtype=np.float32)
     for s in range(0, D, block):
-        L = np.log(counts[s:s + block].toarray() + alpha) - log_total                    # (b, C)
+        part = counts[s:s + block]
+        L = np.log((part if dense else part.toarray()) + alpha) - log_total                # (b, C)
         out[s:s + block] = L.max(axis=1) - L.min(axis=1)
     return out
 
