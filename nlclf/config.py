@@ -101,13 +101,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "adam"
-    lr: float = 0.0003
+    optimizer: str = "auto"             # sgd | momentum | adam | auto: by the training set's size (training.resolve_auto)
+    lr: float = "auto"                  # auto: the optimizer's (adam 0.0003, sgd 2.0, momentum 0.2)
     momentum: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    schedule: str = "constant"
+    schedule: str = "auto"              # constant | linear | cosine | auto: adam's constant, sgd's linear
     warmup: int = 0                     # steps of linear warm-up
     batch_size: int = 64
     epochs: int = 20
@@ -208,13 +208,13 @@ RULES = {
     "model.activation": _choice(ACTIVATIONS),
     "model.leaky_slope": _range(0, 1),
     "model.dropout": _range(0, 1, False, True),
-    "train.optimizer": _choice(OPTIMIZERS),
+    "train.optimizer": _choice(OPTIMIZERS + ("auto",)),
     "train.lr": _range(0, None, True),
     "train.momentum": _range(0, 1, False, True),
     "train.beta1": _range(0, 1, False, True),
     "train.beta2": _range(0, 1, False, True),
     "train.eps": _range(0, None, True),
-    "train.schedule": _choice(SCHEDULES),
+    "train.schedule": _choice(SCHEDULES + ("auto",)),
     "train.warmup": _range(0),
     "train.batch_size": _range(1, 1_000_000),
     "train.epochs": _range(1, 100000),
@@ -234,6 +234,8 @@ RULES = {
 STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the others hold integers)
 AUTO = "auto"
 AUTO_INTS = {"features.max_size", "features.char_below"}      # integers that may be "auto": chosen from the training data's size
+AUTO_FLOATS = {"train.lr"}                                     # numbers that may be "auto": chosen with the optimizer
+AUTO_KEYS = AUTO_INTS | AUTO_FLOATS | {"train.optimizer", "train.schedule"}   # every key that may be "auto" by size
 
 
 def _type_name(tp, key: str = "") -> str:
@@ -241,6 +243,8 @@ def _type_name(tp, key: str = "") -> str:
         return "a list of strings"
     if tp is int and key in AUTO_INTS:
         return f"an integer or {AUTO}"
+    if tp is float and key in AUTO_FLOATS:
+        return f"a number or {AUTO}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             tuple: "a list of integers"}.get(tp, str(tp))
 
@@ -255,7 +259,7 @@ def _coerce(tp, value, key: str = ""):
         return ok, tuple(value) if ok else value
     if tp is bool:
         return isinstance(value, bool), value
-    if tp is int and key in AUTO_INTS and value == AUTO:
+    if value == AUTO and key in AUTO_INTS | AUTO_FLOATS:
         return True, value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
@@ -349,7 +353,7 @@ def _build(raw: dict, problems: _Problems) -> Config:
                 problems.add(dotted, f"must be {_type_name(types[key], dotted)}", value[key])
                 continue
             pred, what = RULES.get(dotted, (None, None))
-            if pred and v != AUTO and not pred(v):
+            if pred and not (v == AUTO and dotted in AUTO_KEYS) and not pred(v):
                 hint = _suggest(v, RULES[dotted][1].removeprefix("one of ").split(", ")) \
                     if what.startswith("one of") else ""
                 problems.add(dotted, f"must be {what}", v, hint)
@@ -627,13 +631,13 @@ HELP = {
     "model.output_bias": "bias on the output layer",
     "model.dropout": "dropout on the hidden layers",
     "train": "minibatch training with early stopping on dev",
-    "train.optimizer": "sgd, momentum or adam",
-    "train.lr": "learning rate",
+    "train.optimizer": "sgd, momentum or adam; auto: sgd for kind bow with at least 1,000,000 training examples, else adam",
+    "train.lr": "learning rate; auto: the optimizer's (adam 0.0003, sgd 2.0, momentum 0.2)",
     "train.momentum": "momentum coefficient (momentum)",
     "train.beta1": "Adam's first-moment decay",
     "train.beta2": "Adam's second-moment decay",
     "train.eps": "Adam's epsilon",
-    "train.schedule": "learning rate over the run: constant, linear (to zero) or cosine",
+    "train.schedule": "learning rate over the run: constant, linear (to zero) or cosine; auto: constant for adam, linear for sgd and momentum",
     "train.warmup": "steps of linear warm-up",
     "train.batch_size": "examples a minibatch (gradients are batch means)",
     "train.epochs": "most epochs (patience usually stops sooner)",

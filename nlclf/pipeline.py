@@ -27,7 +27,7 @@ from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
 from .nn.losses import softmax
-from .training import Data, Hooks, fit_ensemble, predict_logits
+from .training import AUTO_SGD_EXAMPLES, Data, Hooks, fit_ensemble, predict_logits, resolve_auto
 from .vocab import PAD_ID, LabelSet
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -98,6 +98,14 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
     ``on_checkpoint(state, why, best_model)`` gets a function returning the model so far."""
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)
+    t = cfg.train
+    if AUTO in (t.optimizer, t.lr, t.schedule):
+        bow = cfg.features.kind == "bow"
+        r = resolve_auto(t, X.shape[0], bow)
+        why = ("the optimizer's" if t.optimizer != AUTO else
+               f"{'sgd from' if r.optimizer == 'sgd' else 'adam under'} {AUTO_SGD_EXAMPLES:,} training examples of a bag"
+               if bow else "adam for the embedding kinds")
+        log(f"train: optimizer {r.optimizer}, lr {r.lr:g}, schedule {r.schedule} (auto: {why})")
     vectors = None
     if cfg.features.pretrained and cfg.features.kind != "bow":
         vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root, cfg)),

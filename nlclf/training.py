@@ -9,6 +9,7 @@ are the same as without it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import metrics, parallel
-from .config import TrainConfig
+from .config import AUTO, TrainConfig
 from .errors import CheckpointError, Interrupted, TrainingDiverged
 from .runtime import TRAINING_MALLOC, blas_threads, malloc_thresholds
 from .nn import mlp, optim
@@ -138,6 +139,25 @@ def batches(X, order, bs: int, start: int, sparse: bool):
 
 
 AUTO_EPOCH = 200_000          # train.epoch_size 0: an epoch is at most this many examples
+AUTO_SGD_EXAMPLES = 1_000_000  # train.optimizer auto: plain SGD for a bag of at least this many examples, else Adam (measured at 1,000,000)
+AUTO_LR = {"adam": 0.0003, "sgd": 2.0, "momentum": 0.2}        # train.lr auto, by optimizer
+AUTO_SCHEDULE = {"adam": "constant", "sgd": "linear", "momentum": "linear"}   # train.schedule auto
+
+
+def resolve_auto(cfg: TrainConfig, n: int, bow: bool) -> TrainConfig:
+    """``cfg`` with its ``auto`` optimizer, lr and schedule chosen for n training examples.
+
+    Adam's per-row moments cost a (U, H) gather, update and scatter of two more tables each
+    step; plain SGD adds the gradient into the first layer's rows in one pass (the fused
+    update), 8× faster an epoch on a million documents, and with a learning rate decaying
+    linearly to zero (fastText's schedule) it ends as accurate there. Below AUTO_SGD_EXAMPLES,
+    and for the embedding kinds (not measured with SGD), Adam stays: small sets are where its
+    per-parameter rates pay (README: Large training sets). ``bow``: the input is a bag (kind bow)."""
+    opt = cfg.optimizer
+    if opt == AUTO:
+        opt = "sgd" if bow and n >= AUTO_SGD_EXAMPLES else "adam"
+    return dataclasses.replace(cfg, optimizer=opt, lr=AUTO_LR[opt] if cfg.lr == AUTO else cfg.lr,
+                               schedule=AUTO_SCHEDULE[opt] if cfg.schedule == AUTO else cfg.schedule)
 
 
 def epoch_parts(n: int, epoch_size: int) -> tuple:
@@ -203,6 +223,7 @@ def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.r
     training with TrainingDiverged instead."""
     with malloc_thresholds(TRAINING_MALLOC), blas_threads(1), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        cfg = resolve_auto(cfg, n_rows(data.X), spec.input_kind == "bow")
         return _fit(spec, params, data, cfg, rng, hooks or Hooks(), state, embed_lr, embed_l2)
 
 

@@ -181,3 +181,57 @@ def test_train_says_what_auto_chose(tmp_path):
                                said.append)
     assert "features: char_below 0, max_size 0 (auto: chosen by the training set's size, under 1,000,000 tokens)" in said
     assert feats.featurizer.spec.max_size == 0
+
+
+@pytest.mark.parametrize("n, bow, set_, expected", [
+    (999_999, True, {}, ("adam", 0.0003, "constant")),
+    (1_000_000, True, {}, ("sgd", 2.0, "linear")),
+    (1_000_000, False, {}, ("adam", 0.0003, "constant")),                    # the embedding kinds keep adam
+    (10, True, {"optimizer": "sgd"}, ("sgd", 2.0, "linear")),                # the optimizer's lr and schedule
+    (10, True, {"optimizer": "momentum"}, ("momentum", 0.2, "linear")),
+    (1_000_000, True, {"lr": 0.5, "schedule": "cosine"}, ("sgd", 0.5, "cosine")),   # set values stay
+    (1_000_000, True, {"optimizer": "adam"}, ("adam", 0.0003, "constant"))])
+def test_auto_optimizer_follows_the_number_of_training_examples(n, bow, set_, expected):
+    r = training.resolve_auto(TrainConfig(**set_), n, bow)
+    assert (r.optimizer, r.lr, r.schedule) == expected
+
+
+def test_training_uses_the_optimizer_auto_chose(monkeypatch, rng):
+    from nlclf.nn import optim
+    made = []
+    make = optim.make
+    monkeypatch.setattr(optim, "make", lambda name, *a, **k: made.append(name) or make(name, *a, **k))
+    X = random_csr(rng, 40, 20)
+    y = (X[:, 0].toarray().ravel() > 0).astype(np.int64)
+    spec = mlp.NetSpec(input_kind="bow", n_inputs=20, n_classes=2, hidden=(8,))
+    for threshold, name in ((41, "adam"), (40, "sgd")):
+        monkeypatch.setattr(training, "AUTO_SGD_EXAMPLES", threshold)
+        params = mlp.init_params(spec, np.random.default_rng(1), np.float32)
+        training.fit(spec, params, training.Data(X, y, X, y), TrainConfig(epochs=1), np.random.default_rng(0))
+        assert made[-1] == name
+
+
+def test_auto_optimizer_keys_in_the_config():
+    from nlclf import config
+    from nlclf.errors import ConfigError
+    cfg = config.load_text("data: {train: t.tsv}\ntrain: {optimizer: auto, lr: auto, schedule: auto}\n", "c.yaml")
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.schedule) == ("auto", "auto", "auto") == \
+        (config.Config().train.optimizer, config.Config().train.lr, config.Config().train.schedule)
+    assert config.load_text("data: {train: t.tsv}\ntrain: {lr: 1e-3}\n", "c.yaml").train.lr == 0.001
+    with pytest.raises(ConfigError, match=r"c.yaml:2: train.lr: must be a number or auto; got fast"):
+        config.load_text("data: {train: t.tsv}\ntrain: {lr: fast}\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"train.metric: must be one of accuracy, macro_f1; got auto"):
+        config.load_text("data: {train: t.tsv}\ntrain: {metric: auto}\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"train.optimizer: must be one of adam, auto, momentum, sgd; got adagrad"):
+        config.load_text("data: {train: t.tsv}\ntrain: {optimizer: adagrad}\n", "c.yaml")
+
+
+def test_train_says_what_auto_chose_for_the_optimizer(tmp_path):
+    from nlclf import pipeline
+    from nlclf.config import Config
+    cfg = Config()
+    said = []
+    pipeline.fit_lists(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)),
+                       (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]), log=said.append)
+    assert "train: optimizer adam, lr 0.0003, schedule constant (auto: adam under 1,000,000 training examples of a bag)" \
+        in said
