@@ -101,7 +101,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    optimizer: str = "auto"             # sgd | momentum | adam | auto: by the training set's size (training.resolve_auto)
+    optimizer: str = "auto"             # sgd | momentum | adam | adagrad | auto: by the training set's size (training.auto_optimizer)
     lr: float = "auto"                  # auto: the optimizer's (adam 0.0003, sgd 2.0, momentum 0.2)
     momentum: float = 0.9
     beta1: float = 0.9

@@ -27,7 +27,7 @@ from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
 from .nn.losses import softmax
-from .training import AUTO_SGD_EXAMPLES, Data, Hooks, fit_ensemble, predict_logits, resolve_auto
+from .training import Data, Hooks, auto_optimizer, fit_ensemble, predict_logits, resolve_auto
 from .vocab import PAD_ID, LabelSet
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -100,12 +100,10 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
     dtype = np.dtype(cfg.train.dtype)
     t = cfg.train
     if AUTO in (t.optimizer, t.lr, t.schedule):
-        bow = cfg.features.kind == "bow"
-        r = resolve_auto(t, X.shape[0], bow)
-        why = ("the optimizer's" if t.optimizer != AUTO else
-               f"{'sgd from' if r.optimizer == 'sgd' else 'adam under'} {AUTO_SGD_EXAMPLES:,} training examples of a bag"
-               if bow else "adam for the embedding kinds")
-        log(f"train: optimizer {r.optimizer}, lr {r.lr:g}, schedule {r.schedule} (auto: {why})")
+        size = (X.shape[0], cfg.features.kind == "bow", featurizer.n_tokens)
+        t = resolve_auto(t, *size)
+        why = auto_optimizer(*size)[1] if cfg.train.optimizer == AUTO else "the optimizer's"
+        log(f"train: optimizer {t.optimizer}, lr {t.lr:g}, schedule {t.schedule} (auto: {why})")
     vectors = None
     if cfg.features.pretrained and cfg.features.kind != "bow":
         vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root, cfg)),
@@ -124,7 +122,7 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
         def checkpoint(st, why, best_network):
             on_checkpoint(st, why, lambda: Classifier(featurizer, *best_network(), list(labels)))
     hooks = Hooks(progress=on_progress, checkpoint=checkpoint, stop=should_stop)
-    net, params, result = fit_ensemble(spec, init, Data(X, y, X_dev, y_dev), cfg.train, cfg.seed, rng,
+    net, params, result = fit_ensemble(spec, init, Data(X, y, X_dev, y_dev), t, cfg.seed, rng,
                                        hooks, state, cfg.features.embed_lr, cfg.features.embed_l2)
     return Classifier(featurizer, net, params, list(labels)), result
 
@@ -205,7 +203,7 @@ def data_paths(cfg: Config, root: Path) -> dict:
     return paths
 
 
-OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2}     # arrays of a parameter's shape each keeps
+OPTIMIZER_COPIES = {"sgd": 0, "momentum": 1, "adam": 2, "adagrad": 1}     # arrays of a parameter's shape each keeps
 
 
 def check_memory(cfg: Config, n_params: int) -> None:

@@ -63,10 +63,80 @@ def test_adam_matches_the_formula(rng):
     assert np.allclose(params["b"], b, rtol=1e-12, atol=1e-15)
 
 
+def test_adagrad_matches_the_formula_row_wise_on_rows(rng):
+    """Row-wise for the parameters named in ``rows`` (one accumulator a row: the mean of its
+    squared gradient), element-wise for the others; rows never in a batch do not move."""
+    params, g1 = setup(rng)
+    _, g2 = setup(rng)
+    g2["W"] = Rows(np.array([0, 4]), g2["W"].value)
+    W0, b0 = params["W"].copy(), params["b"].copy()
+    opt = optim.Adagrad(params, eps=1e-8, lr_mult={"W": 0.5}, rows={"W"})
+    assert opt.s["W"].shape == (6,) and opt.s["b"].shape == (3,)
+    opt.step(params, g1, 0.1)
+    opt.step(params, g2, 0.1)
+    s, W = np.zeros(6), W0.copy()
+    sb, b = np.zeros(3), b0.copy()
+    for g in (g1, g2):
+        i, gw = g["W"].index, g["W"].value
+        s[i] += (gw ** 2).mean(axis=1)
+        W[i] -= 0.05 * gw / (np.sqrt(s[i])[:, None] + 1e-8)
+        sb += g["b"] ** 2
+        b -= 0.1 * g["b"] / (np.sqrt(sb) + 1e-8)
+    assert np.allclose(params["W"], W, rtol=1e-12, atol=1e-15)
+    assert np.allclose(params["b"], b, rtol=1e-12, atol=1e-15)
+    assert np.array_equal(params["W"][[2, 3, 5]], W0[[2, 3, 5]])
+    assert np.allclose(opt.s["W"], s, rtol=1e-12, atol=0)
+
+
+def test_adagrad_element_wise_on_rows_of_a_parameter_not_named(rng):
+    params, g1 = setup(rng)
+    W0 = params["W"].copy()
+    optim.Adagrad(params, eps=1e-8).step(params, g1, 0.1)
+    i, gw = g1["W"].index, g1["W"].value
+    W = W0.copy()
+    W[i] -= 0.1 * gw / (np.sqrt(gw ** 2) + 1e-8)
+    assert np.allclose(params["W"], W, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adagrad_on_a_sparse_layer_gradient(rng, monkeypatch, fused):
+    """The row-scaled update of the first layer's Xᵀ dy, in one CSR pass (fused) or by its
+    rows: the same numbers as the formula."""
+    import scipy.sparse as sp
+    from nlclf.nn import layers
+    if not fused:
+        monkeypatch.setattr(layers, "FUSE_ROWS_PER_ENTRY", 0)
+    X = sp.random(5, 40, density=0.15, random_state=3, format="csr", dtype=np.float64)
+    X.data[:] = rng.integers(1, 4, size=X.nnz)
+    dy = rng.normal(size=(5, 3))
+    W = rng.normal(size=(40, 3))
+    params = {"W": W.copy()}
+    _, g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
+    opt = optim.make("adagrad", params, rows={"W"})
+    opt.step(params, {"W": g}, 0.1)
+    G = np.asarray(X.T @ dy)                                               # (V, H)
+    s = (G ** 2).mean(axis=1)
+    expected = W - 0.1 * G / (np.sqrt(s)[:, None] + 1e-8)
+    assert np.allclose(params["W"], expected, rtol=0, atol=1e-12)
+    untouched = np.setdiff1d(np.arange(40), X.indices)
+    assert np.array_equal(params["W"][untouched], W[untouched])
+
+
+def test_adagrad_state_round_trips(rng):
+    params, g1 = setup(rng)
+    opt = optim.Adagrad(params, rows={"W"})
+    opt.step(params, g1, 0.1)
+    arrays = {k: v.copy() for k, v in opt.state_arrays().items()}
+    other = optim.Adagrad({k: v.copy() for k, v in params.items()}, rows={"W"})
+    other.load_state_arrays(arrays, opt.t)
+    assert other.t == 1 and all(np.array_equal(other.s[k], opt.s[k]) for k in opt.s)
+
+
 def test_float32_stays_float32(rng):
     params = {"W": rng.normal(size=(4, 2)).astype(np.float32)}
     grads = {"W": Rows(np.array([2]), np.ones((1, 2), np.float32))}
-    for opt in (optim.SGD(params), optim.SGD(params, 0.9), optim.Adam(params)):
+    for opt in (optim.SGD(params), optim.SGD(params, 0.9), optim.Adam(params), optim.Adagrad(params),
+                optim.Adagrad(params, rows={"W"})):
         opt.step(params, grads, 0.1)
         assert params["W"].dtype == np.float32
 

@@ -183,16 +183,20 @@ def test_train_says_what_auto_chose(tmp_path):
     assert feats.featurizer.spec.max_size == 0
 
 
-@pytest.mark.parametrize("n, bow, set_, expected", [
-    (999_999, True, {}, ("adam", 0.0003, "constant")),
-    (1_000_000, True, {}, ("sgd", 2.0, "linear")),
-    (1_000_000, False, {}, ("adam", 0.0003, "constant")),                    # the embedding kinds keep adam
-    (10, True, {"optimizer": "sgd"}, ("sgd", 2.0, "linear")),                # the optimizer's lr and schedule
-    (10, True, {"optimizer": "momentum"}, ("momentum", 0.2, "linear")),
-    (1_000_000, True, {"lr": 0.5, "schedule": "cosine"}, ("sgd", 0.5, "cosine")),   # set values stay
-    (1_000_000, True, {"optimizer": "adam"}, ("adam", 0.0003, "constant"))])
-def test_auto_optimizer_follows_the_number_of_training_examples(n, bow, set_, expected):
-    r = training.resolve_auto(TrainConfig(**set_), n, bow)
+@pytest.mark.parametrize("n, bow, tokens, set_, expected", [
+    (999_999, True, None, {}, ("adam", 0.0003, "constant")),
+    (999_999, True, 999_999, {}, ("adam", 0.0003, "constant")),
+    (20_000, True, 1_000_000, {}, ("adagrad", 0.1, "constant")),            # a large bag under a million examples
+    (1_000_000, True, 54_000_000, {}, ("sgd", 2.0, "linear")),
+    (1_000_000, False, 54_000_000, {}, ("adam", 0.0003, "constant")),       # the embedding kinds keep adam
+    (50_000, False, 3_000_000, {}, ("adam", 0.0003, "constant")),
+    (10, True, None, {"optimizer": "sgd"}, ("sgd", 2.0, "linear")),         # the optimizer's lr and schedule
+    (10, True, None, {"optimizer": "momentum"}, ("momentum", 0.2, "linear")),
+    (10, True, None, {"optimizer": "adagrad"}, ("adagrad", 0.1, "constant")),
+    (1_000_000, True, None, {"lr": 0.5, "schedule": "cosine"}, ("sgd", 0.5, "cosine")),   # set values stay
+    (1_000_000, True, None, {"optimizer": "adam"}, ("adam", 0.0003, "constant"))])
+def test_auto_optimizer_follows_the_size_of_the_training_set(n, bow, tokens, set_, expected):
+    r = training.resolve_auto(TrainConfig(**set_), n, bow, tokens)
     assert (r.optimizer, r.lr, r.schedule) == expected
 
 
@@ -222,8 +226,11 @@ def test_auto_optimizer_keys_in_the_config():
         config.load_text("data: {train: t.tsv}\ntrain: {lr: fast}\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"train.metric: must be one of accuracy, macro_f1; got auto"):
         config.load_text("data: {train: t.tsv}\ntrain: {metric: auto}\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"train.optimizer: must be one of adam, auto, momentum, sgd; got adagrad"):
-        config.load_text("data: {train: t.tsv}\ntrain: {optimizer: adagrad}\n", "c.yaml")
+    assert config.load_text("data: {train: t.tsv}\ntrain: {optimizer: adagrad}\n", "c.yaml").train.optimizer == \
+        "adagrad"
+    with pytest.raises(ConfigError, match=r"train.optimizer: must be one of adagrad, adam, auto, momentum, sgd; got "
+                                          r"adadelta"):
+        config.load_text("data: {train: t.tsv}\ntrain: {optimizer: adadelta}\n", "c.yaml")
 
 
 def test_train_says_what_auto_chose_for_the_optimizer(tmp_path):
@@ -233,5 +240,5 @@ def test_train_says_what_auto_chose_for_the_optimizer(tmp_path):
     said = []
     pipeline.fit_lists(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)),
                        (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]), log=said.append)
-    assert "train: optimizer adam, lr 0.0003, schedule constant (auto: adam under 1,000,000 training examples of a bag)" \
-        in said
+    assert "train: optimizer adam, lr 0.0003, schedule constant (auto: adam for a bag of under 1,000,000 training " \
+        "tokens)" in said

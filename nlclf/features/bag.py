@@ -478,7 +478,8 @@ class Bag(TextFeaturizer):
         """The vocabulary from the fit pass's counts: entries seen at least min_count times, the
         max_size most frequent, ordered by (-count, token)."""
         entries = {t: c for t, c in zip(fit.tokens, fit.counts.tolist()) if c and t != SEP}
-        self.spec = resolve_auto(self.spec, sum(entries.values()))
+        self.n_tokens = sum(entries.values())
+        self.spec = resolve_auto(self.spec, self.n_tokens)
         s = self.spec
         if self.char_range:
             lo, hi = self.char_range

@@ -56,6 +56,7 @@ class TextFeaturizer:
         self.spec = spec
         self.vocab = vocab
         self.weights = weights
+        self.n_tokens = None            # tokens of the training texts, once fitted (not saved)
         self._lookup = None
 
     @property
@@ -91,7 +92,8 @@ class TextFeaturizer:
         for c in self.map_chunks("chunk_counts", texts):
             counts.update(c)
         counts.pop(SEP, None)
-        self.spec = resolve_auto(self.spec, sum(counts.values()))
+        self.n_tokens = sum(counts.values())
+        self.spec = resolve_auto(self.spec, self.n_tokens)
         self.vocab = Vocabulary.build(counts, self.spec.min_count, self.spec.max_size)
         self._lookup = None
         self._vocab_changed()

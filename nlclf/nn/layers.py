@@ -38,6 +38,10 @@ class Rows:
         """W[index] += alpha · value (SGD's update with alpha = -lr)."""
         W[self.index] += W.dtype.type(alpha) * self.value
 
+    def add_row_scaled_to(self, W, coef) -> None:
+        """W[index] += coef[:, None] · value: row r of the gradient scaled by coef (R,)."""
+        W[self.index] += self.value * coef.astype(W.dtype, copy=False)[:, None]
+
     def dense(self, shape):
         """The full gradient; for tests and gradient checks only."""
         out = np.zeros(shape, dtype=self.value.dtype)
@@ -179,18 +183,35 @@ class ProductRows(Rows):
     def value(self, v):
         self._value = v
 
-    def add_scaled_to(self, W, alpha) -> None:
-        X, dy = self._X, self._dy
-        if (self._value is not None or _sparsetools is None or not W.flags.c_contiguous
-                or len(W) > FUSE_ROWS_PER_ENTRY * max(X.nnz, 1)):
-            return super().add_scaled_to(W, alpha)
-        dy = np.ascontiguousarray(dy, dtype=W.dtype)
+    def _fusable(self, W) -> bool:
+        return (_sparsetools is not None and W.flags.c_contiguous
+                and len(W) <= FUSE_ROWS_PER_ENTRY * max(self._X.nnz, 1))
+
+    def _fused_add(self, W, data) -> None:
+        """W += Xcᵀ dy with Xcᵀ's stored values replaced by ``data`` (nnz,), in one CSR pass."""
+        X = self._X
+        dy = np.ascontiguousarray(self._dy, dtype=W.dtype)
         indptr = np.zeros(len(W) + 1, dtype=X.t_indptr.dtype)                   # (V+1,) rows of Xᵀ
         indptr[X.u + 1] = np.diff(X.t_indptr)
         np.cumsum(indptr, out=indptr)
-        data = X.data[X.perm].astype(W.dtype, copy=False) * W.dtype.type(alpha)
         _sparsetools.csr_matvecs(len(W), X.shape[0], W.shape[1], indptr, X.t_indices, data,
-                                 dy.ravel(), W.reshape(-1))                        # W += alpha Xᵀ dy
+                                 dy.ravel(), W.reshape(-1))
+
+    def add_scaled_to(self, W, alpha) -> None:
+        if self._value is not None or not self._fusable(W):
+            return super().add_scaled_to(W, alpha)
+        X = self._X
+        self._fused_add(W, X.data[X.perm].astype(W.dtype, copy=False) * W.dtype.type(alpha))  # W += alpha Xᵀ dy
+
+    def add_row_scaled_to(self, W, coef) -> None:
+        """W[u] += coef[:, None] · (Xcᵀ dy): scaling row r of Xcᵀ's values by coef[r] in the same
+        one pass, even when ``value`` was formed (Adagrad reads it for the row norms): no
+        gathered copy of W's rows."""
+        if not self._fusable(W):
+            return super().add_row_scaled_to(W, coef)
+        X = self._X
+        per_entry = np.repeat(coef.astype(W.dtype, copy=False), np.diff(X.t_indptr))      # (nnz,)
+        self._fused_add(W, X.data[X.perm].astype(W.dtype, copy=False) * per_entry)
 
 
 # --- embedding concatenation: f = [E j1; E j2; ...; E jT] ---------------------

@@ -73,6 +73,12 @@ def plan(spec: NetSpec) -> list[Layer]:
     return layers
 
 
+def row_sparse(spec: NetSpec) -> set:
+    """Names of the parameters whose gradients are row-sparse (layers.Rows): the first layer's
+    when it reads a sparse batch or token ids."""
+    return {layer.W for layer in plan(spec)[:1] if layer.kind != "dense"}
+
+
 def input_width(spec: NetSpec) -> int:
     """D, the width of f."""
     if spec.input_kind == "bow":

@@ -17,7 +17,7 @@ import numpy as np
 from .layers import Rows
 
 SCHEDULES = ("constant", "linear", "cosine")
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad")
 
 
 def lr_at(step: int, total: int, base: float, schedule: str = "constant", warmup: int = 0) -> float:
@@ -152,12 +152,63 @@ class Adam:
         self.t = t
 
 
+class Adagrad:
+    """Adagrad (Duchi, Hazan & Singer): s <- s + g²;  W <- W - lr·g/(√s + ε).
+
+    For the parameters named in ``rows`` (a sparse first layer's (V, H) table) the
+    accumulator is one number a row, s_r <- s_r + mean_h g_rh² (row-wise Adagrad, the
+    optimiser of the embedding tables of large recommendation models): a (V,) state
+    instead of Adam's two (V, H) tables, and a step that reads and writes the batch's rows
+    of W once, not those of m, v and W. The rate of a row falls as its gradients add up, so
+    frequent features settle while rare ones keep learning; no schedule is needed.
+    """
+
+    def __init__(self, params: dict, eps: float = 1e-8, lr_mult: dict | None = None, rows=()):
+        self.eps = eps
+        self.lr_mult = lr_mult or {}
+        self.s = {name: np.zeros(p.shape[:1] if name in rows else p.shape, dtype=p.dtype)
+                  for name, p in params.items()}
+        self.t = 0
+
+    def step(self, params: dict, grads: dict, lr: float) -> None:
+        self.t += 1
+        for name, g in grads.items():
+            W, s = params[name], self.s[name]
+            dt = W.dtype.type
+            rate, eps = dt(lr * self.lr_mult.get(name, 1.0)), dt(self.eps)
+            if isinstance(g, Rows):
+                idx, gv = g.index, g.value                                       # (U,), (U, H)
+                if s.ndim == 1:                                                  # row-wise: (U,)
+                    s_rows = s[idx] + np.einsum("ij,ij->i", gv, gv) / dt(gv.shape[1])
+                    s[idx] = s_rows
+                    g.add_row_scaled_to(W, -rate / (np.sqrt(s_rows) + eps))
+                else:                                                            # element-wise, lazy
+                    s_rows = s[idx] + gv * gv
+                    s[idx] = s_rows
+                    W[idx] -= rate * gv / (np.sqrt(s_rows) + eps)
+            else:
+                s += g * g
+                W -= rate * g / (np.sqrt(s) + eps)
+
+    def state_arrays(self) -> dict:
+        return {f"s.{k}": a for k, a in self.s.items()}
+
+    def load_state_arrays(self, arrays: dict, t: int) -> None:
+        for k in self.s:
+            self.s[k][...] = arrays[f"s.{k}"]
+        self.t = t
+
+
 def make(name: str, params: dict, momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999,
-         eps: float = 1e-8, lr_mult: dict | None = None):
+         eps: float = 1e-8, lr_mult: dict | None = None, rows=()):
+    """The optimiser ``name``; ``rows``: the parameters whose gradients are row-sparse (the
+    first layer of a bag or an embedding table), which Adagrad keeps one accumulator a row for."""
     if name == "sgd":
         return SGD(params, 0.0, lr_mult)
     if name == "momentum":
         return SGD(params, momentum, lr_mult)
     if name == "adam":
         return Adam(params, beta1, beta2, eps, lr_mult)
+    if name == "adagrad":
+        return Adagrad(params, eps, lr_mult, rows)
     raise ValueError(f"unknown optimizer {name!r}")
