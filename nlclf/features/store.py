@@ -29,6 +29,25 @@ def _count_dtype(max_count: float):
     return np.float32
 
 
+def stack_structure(parts: list, fields: dict) -> tuple:
+    """Row-wise stacking of CSR-shaped parts (``indptr``, ``shape``, ``nnz`` and the per-entry
+    arrays named in ``fields``, name -> dtype of the result), emptying ``parts`` as it goes so
+    that peak memory is the result plus one part: (indptr (N+1,) int64, name -> (nnz,) array)."""
+    nnz = sum(p.nnz for p in parts)
+    indptr = np.zeros(sum(p.shape[0] for p in parts) + 1, dtype=np.int64)
+    out = {name: np.empty(nnz, dtype=dt) for name, dt in fields.items()}
+    r = k = 0
+    parts.reverse()
+    while parts:
+        p = parts.pop()
+        m = p.shape[0]
+        indptr[r + 1:r + m + 1] = p.indptr[1:] + k
+        for name, a in out.items():
+            a[k:k + p.nnz] = getattr(p, name)
+        r, k = r + m, k + p.nnz
+    return indptr, out
+
+
 class RowStore:
     """CSR structure of counts X (N, D): indptr (N+1,) int64, indices (nnz,) uint16 or int32,
     counts (nnz,) uint8/uint16/float32 or None (every count read as 1). ``weigh``: the
@@ -53,24 +72,11 @@ class RowStore:
     @classmethod
     def stack(cls, parts: list, n_cols: int) -> "RowStore":
         """Stack RowStores row-wise, emptying ``parts`` as it goes (peak: the result plus one part)."""
-        nnz = sum(p.nnz for p in parts)
-        n = sum(p.shape[0] for p in parts)
-        keep = bool(parts) and parts[0].counts is not None
-        dt = np.result_type(*[p.counts.dtype for p in parts]) if keep else None
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        indices = np.empty(nnz, dtype=_column_dtype(n_cols))
-        counts = np.empty(nnz, dtype=dt) if keep else None
-        r = k = 0
-        parts.reverse()
-        while parts:
-            p = parts.pop()
-            m = p.shape[0]
-            indptr[r + 1:r + m + 1] = p.indptr[1:] + k
-            indices[k:k + p.nnz] = p.indices
-            if keep:
-                counts[k:k + p.nnz] = p.counts
-            r, k = r + m, k + p.nnz
-        return cls(indptr, indices, counts, (n, n_cols))
+        fields = {"indices": _column_dtype(n_cols)}
+        if parts and parts[0].counts is not None:
+            fields["counts"] = np.result_type(*[p.counts.dtype for p in parts])
+        indptr, out = stack_structure(parts, fields)
+        return cls(indptr, out["indices"], out.get("counts"), (len(indptr) - 1, n_cols))
 
     @property
     def nnz(self) -> int:
