@@ -316,10 +316,14 @@ def _arrays_and_meta(model: Classifier, config: Config):
         counts = arrays.get("features.counts")
         if counts is not None:
             arrays["features.counts"] = counts.astype(np.min_scalar_type(max(int(counts.max(initial=0)), 0)))
+    saved = to_dict(config)
+    for key in ("compress", "compress_agreement"):      # train's output.compress, at its default: not written,
+        if getattr(config.output, key) == getattr(type(config.output)(), key):   # so model.json is as before it
+            saved["output"].pop(key, None)
     meta = {
         "format_version": FORMAT_VERSION if info is None else COMPRESSED_FORMAT,
         "nlclf_version": __version__,
-        "config": to_dict(config),
+        "config": saved,
         "labels": list(model.labels),
         "vocab": list(model.featurizer.vocab.tokens),
         "net": {k: (list(v) if isinstance(v, tuple) else v)

@@ -17,13 +17,12 @@ model saved without counts). ``<unk>`` is always kept (unknown words of new text
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint, data, features, rundir
-from .config import Config
+from .config import Config, parse_size
 from .errors import ConfigError, DataError, GateNotMet
 from .model import Classifier
 from .nn import mlp
@@ -32,22 +31,6 @@ from .vocab import UNK_ID
 
 BITS = (8,)
 COMPRESS_WRITES = ("model.json", "model.*.npz", "compress.json")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
-
-
-def parse_size(text, where: str = "--max-size") -> int:
-    """'8MB' -> 8,000,000; '8MiB' -> 8,388,608; '500k', '1.5GB', a plain number of bytes."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ConfigError(f"{where}: {text!r} is not a size (e.g. 8MB, 500kB, 8MiB, 1000000)")
-    value, unit, binary = float(m.group(1)), m.group(2).lower(), m.group(3)
-    base = 1024 if binary else 1000
-    size = int(value * base ** " kmg".index(unit or " "))
-    if size <= 0:
-        raise ConfigError(f"{where}: {text!r} must be more than 0 bytes")
-    return size
-
-
 def _first_layer(model: Classifier) -> str:
     if model.spec.input_kind != "bow":
         raise ConfigError(f"compress reads bag-of-words models (features.kind bow); this one is "
@@ -173,13 +156,22 @@ def agreement(original: Classifier, small: Classifier, texts: list, labels=None,
     return r
 
 
-def _check_set(cfg: Config, check) -> tuple:
+def run_root(model_dir):
+    """The folder a training run read its data from (report.json's run.data_root), or None."""
+    try:
+        root = json.loads((Path(model_dir) / "report.json").read_text(encoding="utf-8"))["run"]["data_root"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(root) if isinstance(root, str) and root else None
+
+
+def _check_set(cfg: Config, check, root=None) -> tuple:
     """(path, texts, labels or None) to measure the agreement on: ``check``, else the run's dev
-    file, else its test file (data.root of the model's config), else (None, [], None)."""
+    file, else its test file (under ``root``, else the config's data.root), else (None, [], None)."""
     if check is not None:
         path = Path(check)
     else:
-        root = Path(cfg.data.root) if cfg.data.root else None
+        root = Path(root) if root else Path(cfg.data.root) if cfg.data.root else None
         path = next((root / p for p in (cfg.data.dev, cfg.data.test) if p and root is not None
                      and (root / p).exists()), None)
         if path is None:
@@ -194,11 +186,11 @@ def _check_set(cfg: Config, check) -> tuple:
 
 
 def compress(model: Classifier, config: Config, max_bytes: int, bits: int = 8, min_agreement: float = 0.99,
-             check=None, rank: int = 0) -> tuple:
+             check=None, rank: int = 0, root=None) -> tuple:
     """(compressed model, figures): fit ``max_bytes``, then measure the agreement with the
     original on ``check`` (or the run's dev, else test file). Below ``min_agreement`` it is a
     GateNotMet naming the figures (0 disables the gate, and with it the need for a check set)."""
-    path, texts, labels = _check_set(config, check)
+    path, texts, labels = _check_set(config, check, root)
     small, size = fit_size(model, config, max_bytes, bits, rank)
     figures = {"size_bytes": size, "max_bytes": max_bytes, "original_bytes": checkpoint.encoded_size(model, config),
                **small.compression}
@@ -234,7 +226,7 @@ def run_compress(model_dir, out, max_size="8MB", bits: int = 8, min_agreement: f
     if not 0.0 <= min_agreement <= 1.0:
         raise ConfigError(f"--agreement: {min_agreement} must be between 0 and 1")
     model, cfg, _ = checkpoint.load(model_dir)
-    small, figures = compress(model, cfg, max_bytes, bits, min_agreement, check, rank)
+    small, figures = compress(model, cfg, max_bytes, bits, min_agreement, check, rank, run_root(model_dir))
     figures["source"], figures["out"] = str(model_dir), str(out)
     folder = rundir.RunFolder.claim(out, overwrite, COMPRESS_WRITES)
     failed = True
