@@ -401,7 +401,7 @@ def compress(model: str = MODEL_ARG,
              check: Optional[str] = typer.Option(None, "--check", metavar="FILE", help="Texts (labelled or not) to measure the agreement on; default: the run's dev file, else its test file."),
              overwrite: bool = OVERWRITE):
     """Shrink a bag-of-words model to at most --max-size: int8 first-layer rows in a low-rank basis, float16 dense layers."""
-    from .compress import run_compress
+    from .pipeline import run_compress
     from .report import compress_text
     with _errors():
         _emit(compress_text(run_compress(model, out, max_size, bits, agreement, check, overwrite, rank)))

@@ -1,28 +1,29 @@
-"""Compact models: `nlclf compress` and train's ``output.compress``.
+"""Compact models: `nlclf compress` and train's ``output.compress``, as pure functions.
 
 A bag-of-words model's size is its first layer, one row of H floats a feature. Compressing
-keeps the K rows that carry most, K chosen so that the two model files fit ``max_bytes``, and
-quantizes them to int8, one float32 scale a row (q = round(w / s), s = max|w| / 127); the
-dense layers after it are stored as float16 (their values rounded once, then computed in
-float32), the biases as float32. The vocabulary is kept whole, so texts are featurized
-exactly as before (the same weights and the same row normalisation): a dropped feature's
-row is zero, i.e. it still counts in its text's L2 norm but adds nothing to k = H f + b.
+projects every row w on the top R right singular vectors B (R, H) of the layer and stores the
+coordinates c = w Bᵀ as int8 with a float32 scale a row (s = max|c| / 127, q = round(c / s)):
+R + 4 bytes a row. R is the widest that lets the two model files fit ``max_bytes``; below
+MIN_RANK, the rows that carry least are dropped instead (their row is zero: the feature still
+counts in its text's L2 norm, but adds nothing to k = H f + b). The dense layers after it are
+stored as float16 (their values rounded once, then computed in float32), the biases as
+float32. The vocabulary is kept whole, so texts are featurized exactly as before.
 
 A feature's importance is what it can add to the first layer's output over the training
 texts: ||H_j|| · s_j · n_j, its row norm times its column scale (the idf or nb weight, times
 char_weight on character n-grams) times its training count (1 for hash buckets and for a
 model saved without counts). ``<unk>`` is always kept (unknown words of new text read it).
+Writing the compressed model is pipeline.run_compress's.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint, data, features, rundir
-from .config import Config, parse_size
+from . import checkpoint, data, features
+from .config import Config
 from .errors import ConfigError, DataError, GateNotMet
 from .model import Classifier
 from .nn import mlp
@@ -30,7 +31,6 @@ from .nn.layers import QuantizedRows, low_rank_basis, quantize_rows
 from .vocab import UNK_ID
 
 BITS = (8,)
-COMPRESS_WRITES = ("model.json", "model.*.npz", "compress.json")
 def _first_layer(model: Classifier) -> str:
     if model.spec.input_kind != "bow":
         raise ConfigError(f"compress reads bag-of-words models (features.kind bow); this one is "
@@ -156,15 +156,6 @@ def agreement(original: Classifier, small: Classifier, texts: list, labels=None,
     return r
 
 
-def run_root(model_dir):
-    """The folder a training run read its data from (report.json's run.data_root), or None."""
-    try:
-        root = json.loads((Path(model_dir) / "report.json").read_text(encoding="utf-8"))["run"]["data_root"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return Path(root) if isinstance(root, str) and root else None
-
-
 def _check_set(cfg: Config, check, root=None) -> tuple:
     """(path, texts, labels or None) to measure the agreement on: ``check``, else the run's dev
     file, else its test file (under ``root``, else the config's data.root), else (None, [], None)."""
@@ -188,7 +179,7 @@ def _check_set(cfg: Config, check, root=None) -> tuple:
 def compress(model: Classifier, config: Config, max_bytes: int, bits: int = 8, min_agreement: float = 0.99,
              check=None, rank: int = 0, root=None) -> tuple:
     """(compressed model, figures): fit ``max_bytes``, then measure the agreement with the
-    original on ``check`` (or the run's dev, else test file). Below ``min_agreement`` it is a
+    original on ``check`` (or the run's dev, else test file, under ``root``). Below ``min_agreement`` it is a
     GateNotMet naming the figures (0 disables the gate, and with it the need for a check set)."""
     path, texts, labels = _check_set(config, check, root)
     small, size = fit_size(model, config, max_bytes, bits, rank)
@@ -215,28 +206,3 @@ def compress(model: Classifier, config: Config, max_bytes: int, bits: int = 8, m
                              f"{min_agreement:.2%}{acc}; nothing written. Allow a larger --max-size, or a "
                              f"lower --agreement")
     return small, figures
-
-
-def run_compress(model_dir, out, max_size="8MB", bits: int = 8, min_agreement: float = 0.99, check=None,
-                 overwrite: bool = False, rank: int = 0, log=lambda msg: None) -> dict:
-    """`nlclf compress`: load, compress, and write the compressed model into ``out`` (a folder
-    nlclf owns: new, empty, or its own with ``overwrite``), files assembled beside and moved in
-    once complete. Returns the figures (also written as compress.json)."""
-    max_bytes = parse_size(max_size)
-    if not 0.0 <= min_agreement <= 1.0:
-        raise ConfigError(f"--agreement: {min_agreement} must be between 0 and 1")
-    model, cfg, _ = checkpoint.load(model_dir)
-    small, figures = compress(model, cfg, max_bytes, bits, min_agreement, check, rank, run_root(model_dir))
-    figures["source"], figures["out"] = str(model_dir), str(out)
-    folder = rundir.RunFolder.claim(out, overwrite, COMPRESS_WRITES)
-    failed = True
-    try:
-        partial = folder.start_partial(fresh=True, info={"command": "compress"})
-        files = checkpoint.save(partial, small, cfg)
-        rundir.atomic_write(partial / "compress.json", (json.dumps(figures, indent=1, sort_keys=True) + "\n").encode())
-        folder.promote(files + ["compress.json"], replaces=COMPRESS_WRITES)
-        failed = False
-    finally:
-        folder.release(failed=failed)
-    log(f"compressed {model_dir}: {figures['original_bytes']:,} -> {figures['size_bytes']:,} bytes")
-    return figures

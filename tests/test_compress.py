@@ -145,7 +145,7 @@ def test_importance_keeps_unk_and_orders_by_norm_scale_and_count(run):
 def test_agreement_is_measured_and_a_low_one_is_refused(run, tmp_path):
     root, model, cfg, _ = run
     test = root / "test.tsv"
-    figures = compress.run_compress(root / "model", tmp_path / "ok", "60kB", check=test, min_agreement=0.0)
+    figures = pipeline.run_compress(root / "model", tmp_path / "ok", "60kB", check=test, min_agreement=0.0)
     small, _, _ = checkpoint.load(tmp_path / "ok")
     from nlclf import data
     labels, texts = data.read_labelled(str(test), cfg.data)
@@ -154,17 +154,17 @@ def test_agreement_is_measured_and_a_low_one_is_refused(run, tmp_path):
     y = np.array([model.labels.index(l) for l in labels])
     assert figures["check"]["accuracy_compressed"] == pytest.approx(float((b == y).mean()))
     assert json.loads((tmp_path / "ok" / "compress.json").read_text())["size_bytes"] == files_size(tmp_path / "ok")
-    mixed = compress.run_compress(root / "model", tmp_path / "mixed", "25kB", check=root / "mixed.txt",
+    mixed = pipeline.run_compress(root / "model", tmp_path / "mixed", "25kB", check=root / "mixed.txt",
                                   min_agreement=0.0)["check"]
     assert 0.5 < mixed["agreement"] < 0.99 and mixed["n"] == 200 and "accuracy_original" not in mixed
     with pytest.raises(GateNotMet, match="below --agreement") as e:
-        compress.run_compress(root / "model", tmp_path / "no", "25kB", check=root / "mixed.txt")
+        pipeline.run_compress(root / "model", tmp_path / "no", "25kB", check=root / "mixed.txt")
     assert e.value.exit_code == 7 and not (tmp_path / "no").exists()      # nothing written
 
 
 def test_the_default_check_set_is_the_runs_dev_file(run, tmp_path):
     root, _, _, _ = run
-    figures = compress.run_compress(root / "model", tmp_path / "c", "10MB")
+    figures = pipeline.run_compress(root / "model", tmp_path / "c", "10MB")
     assert figures["check"]["file"] == str(root / "dev.tsv") and figures["check"]["agreement"] == 1.0
 
 
