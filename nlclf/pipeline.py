@@ -285,11 +285,12 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
     featurizer = features.make(cfg.features)
     counted = lambda items, stage: _counted(items, stage, progress)
     train_records = lambda: data.iter_labelled(train_path, cfg.data)
+    compact = cfg.features.kind == "bow"                      # X as a RowStore: 2-3 bytes an entry, not 8
     with runtime.malloc_thresholds(runtime.FEATURIZING_MALLOC):
         if dev_path is not None:
             notes = [log]                                     # format notes and bad lines: said once
             first = Labelled(lambda: data.iter_labelled(train_path, cfg.data, notes.pop() if notes else None))
-            X = featurizer.fit_counts(lambda: counted(first, "read"))
+            X = featurizer.fit_counts(lambda: counted(first, "read"), compact=compact)
             labels = first.labels
             data.check_trainable(labels, train_path)
             progress("stage_end", {"stage": "read", "lines": len(labels), "file": str(train_path),
@@ -306,7 +307,7 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
             log(f"no dev file: held out {len(dev_labels)} of the training examples ({cfg.data.dev_fraction:.0%}, "
                 f"{data.split_kind(all_labels, cfg.data.dev_fraction)}, seed {cfg.seed})")
             X, X_dev = featurizer.fit_counts(lambda: counted((text for _, _, text in train_records()), "read"),
-                                             is_dev)
+                                             is_dev, compact=compact)
             progress("stage_end", {"stage": "read", "lines": len(all_labels), "file": str(train_path),
                                    "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
         label_set = _label_set(labels, cfg, train_path)
@@ -324,7 +325,7 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
             f"{'under' if featurizer.spec.max_size == 0 else 'at least'} {AUTO_TOKENS:,} tokens)")
     seconds = time.perf_counter() - t0
     progress("stage_end", {"stage": "featurize", "rows": int(X.shape[0]), "dev_rows": int(X_dev.shape[0]),
-                           "columns": int(featurizer.n_features), "nnz": int(getattr(X, "nnz", X.size)),
+                           "columns": int(featurizer.n_features), "nnz": int(X.nnz if hasattr(X, "nnz") else X.size),
                            "seconds": seconds})
     return Featurized(featurizer, label_set, X, y, X_dev, y_dev, seconds)
 

@@ -196,7 +196,8 @@ def new_state(params: dict, opt, rng: np.random.Generator) -> State:
 @dataclass
 class Data:
     """What the network trains on: X (N, ·) and y (N,) label ids, X_dev and y_dev for early
-    stopping; X is CSR for the bag kinds, (N, T) int32 ids for embed_concat."""
+    stopping; X is CSR for the bag kinds (or anything CSR rows can be cut from by ``X[rows]``,
+    as features.store.RowStore), (N, T) int32 ids for embed_concat."""
 
     X: object
     y: np.ndarray
@@ -260,7 +261,7 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
         rng.bit_generator.state = state.rng_state
     n = n_rows(X)
     bs = cfg.batch_size
-    sparse = sp.issparse(X)
+    sparse = not isinstance(X, np.ndarray)                  # CSR or a features.store.RowStore, not (N, T) ids
     parts, m = epoch_parts(n, cfg.epoch_size)              # an epoch: one of `parts` slices of a shuffled pass
     n_batches = max(1, math.ceil(m / bs))
     total = cfg.epochs * n_batches

@@ -242,3 +242,86 @@ def test_train_says_what_auto_chose_for_the_optimizer(tmp_path):
                        (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]), log=said.append)
     assert "train: optimizer adam, lr 0.0003, schedule constant (auto: adam for a bag of under 1,000,000 training " \
         "tokens)" in said
+
+
+# --- the training matrix in fewer bytes (features.store.RowStore) ----------------------------
+
+CORPUS = [" ".join(f"w{(i * 7 + j * j) % 23}" for j in range(3 + i % 5)) + (" w0 w0" if i % 3 else "")
+          for i in range(300)]
+
+
+@pytest.mark.parametrize("weighting_name", ["nb", "binary", "tfidf", "count", "log"])
+def test_a_row_store_reads_the_rows_of_the_weighed_csr(monkeypatch, weighting_name):
+    """The same vocabulary and weights, and every cut of rows the same float32 CSR, bit for bit,
+    with the counts kept only where the weighting reads them; chunks stacked (CHUNK 64)."""
+    from nlclf.features import bag, base, store
+    monkeypatch.setattr(base, "CHUNK", 64)
+    monkeypatch.setattr(bag, "CHUNK", 64)
+    y = np.arange(len(CORPUS)) % 3
+    spec = FeatureSpec(char_ngrams=(2, 3), weighting=weighting_name, workers=1)
+    plain, compact = Featurizer(spec), Featurizer(spec)
+    A = plain.fit_counts(lambda: iter(CORPUS))
+    B = compact.fit_counts(lambda: iter(CORPUS), compact=True)
+    assert isinstance(B, store.RowStore) and B.shape == A.shape and B.nnz == A.nnz
+    assert B.indices.dtype == np.uint16 and B.indptr.dtype == np.int64
+    assert (B.counts is None) == (weighting_name in ("nb", "binary"))
+    if B.counts is not None:
+        assert B.counts.dtype == np.uint8 and np.array_equal(B.counts, A.data)
+    plain.fit_weights(A, y)
+    compact.fit_weights(B, y)
+    assert plain.vocab.tokens == compact.vocab.tokens
+    assert (plain.weights is None) == (compact.weights is None)
+    if plain.weights is not None:
+        assert np.array_equal(plain.weights, compact.weights)
+    A, B = plain.weigh(A), compact.weigh(B)
+    for rows in (np.array([0, 5, 6, 299]), np.arange(64, 130), np.array([7]), slice(10, 20)):
+        a, b = A[rows], B[rows]
+        assert b.dtype == np.float32 and b.indices.dtype == np.int32
+        assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+        assert np.array_equal(a.data, b.data)
+    assert (B.csr() != A).nnz == 0
+
+
+def test_a_row_store_widens_its_columns_and_counts_when_needed():
+    import scipy.sparse as sp
+    from nlclf.features.store import RowStore
+    X = sp.csr_matrix((np.array([1.0, 300.0, 2.5], np.float32), (np.array([0, 0, 1]), np.array([3, 70_000, 9]))),
+                      shape=(2, 70_001))
+    s = RowStore.of(X, keep_counts=True)
+    assert s.indices.dtype == np.int32 and s.counts.dtype == np.float32     # a fraction: kept as float32
+    assert (s.csr() != X).nnz == 0
+    s = RowStore.of(X[:1], keep_counts=True)
+    assert s.counts.dtype == np.uint16 and (s.csr() != X[:1]).nnz == 0
+    assert RowStore.of(X, keep_counts=False).counts is None
+    parts = [RowStore.of(X[:1], True), RowStore.of(X[1:], True)]
+    stacked = RowStore.stack(parts, X.shape[1])
+    assert parts == [] and (stacked.csr() != X).nnz == 0
+
+
+def test_training_on_a_row_store_is_training_on_its_csr(rng):
+    """The network trained from the RowStore of X and from X itself: the same weights."""
+    from nlclf.features.store import RowStore
+    X = random_csr(rng, 200, 30)
+    X.data[:] = 1.0
+    y = (X[:, 0].toarray().ravel() + X[:, 1].toarray().ravel() > 0).astype(np.int64)
+    store = RowStore.of(X, keep_counts=False)
+    spec = mlp.NetSpec(input_kind="bow", n_inputs=30, n_classes=2, hidden=(8,))
+    out = []
+    for data in (X, store):
+        params = mlp.init_params(spec, np.random.default_rng(1), np.float32)
+        training.fit(spec, params, training.Data(data, y, X, y), TrainConfig(epochs=3, batch_size=16),
+                     np.random.default_rng(0))
+        out.append(params)
+    assert all(np.array_equal(out[0][k], out[1][k]) for k in out[0])
+
+
+def test_the_pipeline_keeps_a_bag_training_matrix_compact(tmp_path):
+    from nlclf import pipeline
+    from nlclf.config import Config
+    from nlclf.features.store import RowStore
+    (tmp_path / "t.tsv").write_text("".join(f"{'ab'[i % 2]}\t{t}\n" for i, t in enumerate(CORPUS)))
+    (tmp_path / "d.tsv").write_text("a\tw1 w2\nb\tw3 w0\n")
+    feats = pipeline.featurize(Config(), {"train": tmp_path / "t.tsv", "dev": tmp_path / "d.tsv"},
+                               lambda e, i: None, lambda msg: None)
+    assert isinstance(feats.X, RowStore) and feats.X.counts is None and not isinstance(feats.X_dev, RowStore)
+    assert feats.X.indices.dtype == np.uint16

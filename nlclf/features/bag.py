@@ -32,6 +32,7 @@ from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams, ragged_take
 from ..vocab import PAD, UNK, UNK_ID, Vocabulary
 from . import weighting
 from .base import CHUNK, TextFeaturizer, resolve_auto
+from .store import VALUELESS, RowStore
 
 MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -442,24 +443,28 @@ class Bag(TextFeaturizer):
         self._fit(texts, None, keep=False)
         return self
 
-    def fit_counts(self, texts, mask=None):
+    def fit_counts(self, texts, mask=None, compact: bool = False):
         """Fit the vocabulary on the training texts, tokenized once, and return their counts X;
         with ``mask``, a boolean (N,) of the rows held out (dev), (X[~mask], X[mask]), the
-        vocabulary counted on the other rows only. ``texts``: a function giving the stream."""
-        return self._fit(texts(), mask, keep=True)
+        vocabulary counted on the other rows only. ``texts``: a function giving the stream.
+        ``compact``: the training X as a features.store.RowStore (2 or 3 bytes an entry
+        instead of 8), built chunk by chunk in the workers; the held-out rows stay CSR."""
+        return self._fit(texts(), mask, keep=True, compact=compact)
 
-    def _fit(self, texts: Iterable[str], mask, keep: bool):
+    def _fit(self, texts: Iterable[str], mask, keep: bool, compact: bool = False):
         fit = _FitPass(self, mask, keep)
         fit.run(texts)
         self._build_vocab(fit)
         if not keep:
             return None
         gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
+        counted = self.spec.weighting not in VALUELESS            # the values matter to the weighting
 
         def assemble(i):                                           # in a forked worker: chunk i's X
             gids, m = fit.chunks[i]
             X = self._assemble(gid_key[gids], int((gids == fit.sep).sum()), gids, fit.tokens)
-            return (X, None) if m is None else (X[~m], X[m])
+            X, held = (X, None) if m is None else (X[~m], X[m])
+            return (RowStore.of(X, counted) if compact else X), held
 
         parts, held = [], []
         for i, (X, X_held) in enumerate(parallel.ordered_map(assemble, range(len(fit.chunks)), self.spec.workers,
@@ -469,7 +474,8 @@ class Bag(TextFeaturizer):
             if X_held is not None:
                 held.append(X_held)
         fit.chunks = []
-        return self.stack(parts) if mask is None else (self.stack(parts), self.stack(held))
+        X = RowStore.stack(parts, self.n_features) if compact else self.stack(parts)
+        return X if mask is None else (X, self.stack(held))
 
     def _count_chunk(self, item):
         return _count_chunk(self, item)
@@ -515,7 +521,10 @@ class Bag(TextFeaturizer):
             self.weights = w
 
     def weigh(self, X):
-        """The weighting, char_weight and (bow) L2 normalisation applied to counts, in place."""
+        """The weighting, char_weight and (bow) L2 normalisation applied to counts, in place;
+        a RowStore is given back reading its rows through this (they are weighed when read)."""
+        if isinstance(X, RowStore):
+            return X.weighed(self.weigh)
         return weighting.weigh(X, self.spec.weighting, self.column_scale(),
                                normalize=self.spec.normalize and self.spec.kind == "bow")
 

@@ -151,11 +151,12 @@ class TextFeaturizer:
             held.append(X[m])
         return self.stack(parts), self.stack(held)
 
-    def fit_counts(self, texts, mask=None):
+    def fit_counts(self, texts, mask=None, compact: bool = False):
         """Fit the vocabulary on training texts and return their counts X; with ``mask`` (a
         boolean (N,) of rows held out as dev), (X[~mask], X[mask]) and the vocabulary from the
         other rows. ``texts`` is a function giving a fresh stream of the texts each call: here
-        it is read twice (counts, then X); bags read it once."""
+        it is read twice (counts, then X); bags read it once. ``compact`` is for bags (Bag:
+        X as a RowStore); other kinds ignore it."""
         if mask is None:
             self.fit_vocab(texts())
             return self.transform_counts(texts())
