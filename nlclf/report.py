@@ -124,6 +124,16 @@ def train_markdown(r: dict) -> str:
         out += ["", f"Calibration: softmax temperature {cal['temperature']:.3f} fitted on dev; expected calibration "
                     f"error on dev {cal['dev_ece_before']:.4f} → {cal['dev_ece_after']:.4f}"
                 + (f", on test {cal['test_ece_before']:.4f} → {cal['test_ece_after']:.4f}" if "test_ece_before" in cal else "")]
+    comp = r.get("compress")
+    if comp:
+        out += ["", "Compressed (output.compress): " + (comp["reason"] if comp.get("kept_full_model") else
+                f"{comp['original_bytes']:,} → {comp['size_bytes']:,} bytes, rows kept {comp['rows_kept']:,} of "
+                f"{comp['rows_total']:,}" + (f", rank {comp['rank']}" if comp.get("rank") else "")
+                + "".join(f"; {Path(c['file']).name}: the full model's label on {c['agreement']:.2%}"
+                          + (f", accuracy {c['accuracy_original']:.4f} → {c['accuracy_compressed']:.4f}"
+                             if "accuracy_original" in c else "")
+                          for c in (comp.get("check"), comp.get("test")) if c)
+                + ". The tables below are the full model's.")]
     for pic in r.get("pictures", []):
         out += ["", f"![{pic}]({pic})"]
     for split in ("dev", "test"):

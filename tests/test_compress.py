@@ -204,6 +204,7 @@ def test_train_with_output_compress_saves_the_compressed_model(run, tmp_path):
     assert meta["format_version"] == 3 and files_size(tmp_path / "c") <= 60000
     assert r["compress"]["check"]["file"].endswith("dev.tsv") and "test" in r["compress"]
     assert any("compressed the model" in m for m in logs)
+    assert "Compressed (output.compress):" in (tmp_path / "c" / "report.md").read_text()
     raw["output"].update(compress="25kB")             # too small to agree on mixed texts: the full model stays
     raw["data"]["dev"] = str(tmp_path / "mixed.tsv")
     labels = sorted(KEYWORDS)
