@@ -39,10 +39,12 @@ from . import features
 from .model import Classifier
 from .rundir import atomic_write
 from .nn.activations import ACTIVATIONS
+from .nn.layers import QuantizedRows
 from .nn.mlp import INPUT_KINDS, NetSpec, param_shapes
 from .vocab import Vocabulary
 
 FORMAT_VERSION = 2              # 2 (2026-12): no guesses for pre-release fields (features.idf, a missing char_weight)
+COMPRESSED_FORMAT = 3           # 3: a compressed model (nlclf compress); uncompressed models stay at 2
 OLDEST_FORMAT = 2
 META = "model.json"
 _ARRAYS_NAME = re.compile(r"^(model|state)\.[0-9a-f]{16}\.npz$")
@@ -294,15 +296,34 @@ def checksum(arrays: dict) -> str:
 
 def _arrays_and_meta(model: Classifier, config: Config):
     config = dataclasses.replace(config, features=model.featurizer.spec)     # its "auto" values as resolved
-    arrays = {f"param.{k}": v for k, v in model.params.items()}
+    info = model.compression
+    arrays = {}
+    for k, v in model.params.items():
+        if isinstance(v, QuantizedRows):          # compressed: int8 rows, their scales, the kept rows' bits
+            arrays.update({f"quant.{k}.q": v.q, f"quant.{k}.scale": v.scale,
+                           f"quant.{k}.keep": np.packbits(v.keep)})
+            if v.basis is not None:
+                arrays[f"quant.{k}.basis"] = v.basis
+        else:
+            arrays[f"param.{k}"] = v
     if model.featurizer.weights is not None:
         arrays["features.weights"] = model.featurizer.weights
     if model.featurizer.vocab.counts is not None:
         arrays["features.counts"] = model.featurizer.vocab.counts
+    if info is not None:                          # stored narrower where the values allow it exactly
+        for name in info.get("float16", ()):
+            arrays[name] = arrays[name].astype(np.float16)
+        counts = arrays.get("features.counts")
+        if counts is not None:
+            arrays["features.counts"] = counts.astype(np.min_scalar_type(max(int(counts.max(initial=0)), 0)))
+    saved = to_dict(config)
+    for key in ("compress", "compress_agreement"):      # train's output.compress, at its default: not written,
+        if getattr(config.output, key) == getattr(type(config.output)(), key):   # so model.json is as before it
+            saved["output"].pop(key, None)
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if info is None else COMPRESSED_FORMAT,
         "nlclf_version": __version__,
-        "config": to_dict(config),
+        "config": saved,
         "labels": list(model.labels),
         "vocab": list(model.featurizer.vocab.tokens),
         "net": {k: (list(v) if isinstance(v, tuple) else v)
@@ -311,7 +332,18 @@ def _arrays_and_meta(model: Classifier, config: Config):
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
         "sha256": checksum(arrays),
     }
+    if info is not None:
+        meta["compressed"] = info
     return arrays, meta
+
+
+def encoded_size(model: Classifier, config: Config) -> int:
+    """Bytes of the two model files ``save`` would write (model.json and its arrays file)."""
+    arrays, meta = _arrays_and_meta(model, config)
+    meta = dict(meta, arrays_file=f"model.{meta['sha256'][:16]}.npz")
+    buf = io.BytesIO()
+    write_npz(buf, arrays)
+    return buf.tell() + len((json.dumps(meta, ensure_ascii=False, sort_keys=True) + "\n").encode())
 
 
 def save(directory, model: Classifier, config: Config) -> list:
@@ -341,12 +373,14 @@ def load(directory) -> tuple:
     version = meta.get("format_version")
     _expect(isinstance(version, int) and not isinstance(version, bool), meta_path,
             "damaged model metadata (no integer format_version)")
-    _expect(version <= FORMAT_VERSION, meta_path,
-            f"format version {version} is newer than this nlclf reads ({FORMAT_VERSION}); "
+    _expect(version <= COMPRESSED_FORMAT, meta_path,
+            f"format version {version} is newer than this nlclf reads ({COMPRESSED_FORMAT}); "
             f"upgrade nlclf")
+    _expect((version == COMPRESSED_FORMAT) == isinstance(meta.get("compressed"), dict), meta_path,
+            "damaged model metadata (format version 3 is a compressed model, and only it has 'compressed')")
     _expect(version >= OLDEST_FORMAT, meta_path,
             f"format version {version} was written by a pre-release nlclf; this one reads "
-            f"{OLDEST_FORMAT} to {FORMAT_VERSION}: train the model again")
+            f"{OLDEST_FORMAT} to {COMPRESSED_FORMAT}: train the model again")
     for key, tp in (("config", dict), ("labels", list), ("vocab", list), ("net", dict),
                     ("arrays", dict), ("sha256", str), ("temperature", (int, float))):
         _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
@@ -390,6 +424,28 @@ def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expe
     _expect(vocab is not None, meta_path, "damaged model metadata (vocabulary must start with <pad>, <unk>)")
     params = {k.removeprefix("param."): v for k, v in arrays.items() if k.startswith("param.")}
     weights = arrays.get("features.weights")
+    info = meta.get("compressed")
+    if info is not None:                  # float16 arrays computed in float32; the int8 rows stay mapped
+        params = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in params.items()}
+        weights = weights.astype(np.float32) if weights is not None and weights.dtype == np.float16 else weights
+        try:
+            shapes = param_shapes(NetSpec(**dict(meta["net"], hidden=tuple(meta["net"].get("hidden", ())))))
+        except TypeError as e:
+            raise CheckpointError(f"{meta_path}: damaged model metadata ({e})") from None
+        for name in sorted({k.split(".")[1] for k in arrays if k.startswith("quant.")}):
+            q, scale, keep, basis = (arrays.get(f"quant.{name}.{p}") for p in ("q", "scale", "keep", "basis"))
+            width = shapes[name][1] if name in shapes else -1
+            ok = (name in shapes and q is not None and scale is not None and keep is not None
+                  and q.dtype == np.int8 and q.ndim == 2
+                  and (q.shape[1] == width if basis is None else
+                       basis.dtype == np.float32 and basis.shape == (q.shape[1], width))
+                  and scale.dtype == np.float32 and scale.shape == (q.shape[0],)
+                  and keep.dtype == np.uint8 and keep.shape == (-(-shapes[name][0] // 8),))
+            _expect(ok, arrays_path, f"damaged compressed layer {name}")
+            bits = np.unpackbits(keep)[:shapes[name][0]].astype(bool)
+            _expect(int(bits.sum()) == q.shape[0], arrays_path,
+                    f"damaged compressed layer {name} ({int(bits.sum())} rows marked kept, {q.shape[0]} stored)")
+            params[name] = QuantizedRows(q, scale, bits, shapes[name][0], basis)
     featurizer = features.make(config.features, vocab, weights)
     if config.features.kind != "embed_concat" and config.features.weighting in ("tfidf", "nb"):
         _expect(weights is not None and weights.shape == (featurizer.n_features,), arrays_path,
@@ -402,7 +458,7 @@ def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expe
             f"parameter shapes {shapes} do not match the network the metadata describes")
     _expect(all(v.dtype.kind == "f" for v in params.values()), arrays_path, "parameters must be floating point")
     featurizer.prepare()                 # its lookup tables, while the arrays are being checked
-    return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"])), config
+    return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]), info), config
 
 
 # --- training state, for --resume ----------------------------------------------------

@@ -389,6 +389,24 @@ def compare(model_a: str = typer.Argument(..., metavar="MODEL_A", help="First mo
             _emit(compare_text(r))
 
 
+@app.command(epilog=_examples(
+    "nlclf compress runs/sst5 --out runs/sst5-small",
+    "nlclf compress runs/sst5 --out runs/sst5-4mb --max-size 4MB --check ../shared/data/sst5/test.tsv --agreement 0.98"))
+def compress(model: str = MODEL_ARG,
+             out: str = typer.Option(..., "--out", metavar="DIR", help="Folder for the compressed model (new, empty, or one nlclf wrote, with --overwrite)."),
+             max_size: str = typer.Option("8MB", "--max-size", metavar="SIZE", help="Largest size of the two model files together: 8MB (10^6 bytes), 8MiB, 500kB, or bytes."),
+             bits: int = typer.Option(8, "--bits", metavar="N", help="Bits a stored first-layer value (8)."),
+             rank: int = typer.Option(0, "--rank", metavar="R", min=0, max=1_000_000, help="Width of the first layer's low-rank basis (0: the widest that fits; at least 8 unless given)."),
+             agreement: float = typer.Option(0.99, "--agreement", metavar="P", min=0.0, max=1.0, help=f"Refuse (exit {EXIT_BELOW_BAR}, nothing written) when the compressed model predicts the original's label on less than this share of the check texts; 0: no check."),
+             check: Optional[str] = typer.Option(None, "--check", metavar="FILE", help="Texts (labelled or not) to measure the agreement on; default: the run's dev file, else its test file."),
+             overwrite: bool = OVERWRITE):
+    """Shrink a bag-of-words model to at most --max-size: int8 first-layer rows in a low-rank basis, float16 dense layers."""
+    from .pipeline import run_compress
+    from .report import compress_text
+    with _errors():
+        _emit(compress_text(run_compress(model, out, max_size, bits, agreement, check, overwrite, rank)))
+
+
 @app.command(epilog=_examples("nlclf inspect runs/sst5 --data new.txt", "nlclf inspect runs/embed --word good --word bad"))
 def inspect(model: str = MODEL_ARG,
             data: Optional[str] = typer.Option(None, "--data", metavar="FILE", help="Text file (one text a line) for the unknown-word rate."),

@@ -127,6 +127,24 @@ class TrainConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     dir: str = "runs/default"
+    compress: str = ""                  # "" (off) or a size, e.g. 8MB: save the model compressed (nlclf compress)
+    compress_agreement: float = 0.99    # ... only if it agrees with the full model on this share of dev
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
+
+
+def parse_size(text, where: str = "--max-size") -> int:
+    """'8MB' -> 8,000,000 bytes; '8MiB' -> 8,388,608; '500kB', '1.5GB', or a plain number of bytes."""
+    from .errors import ConfigError
+    m = _SIZE.match(str(text))
+    size = 0
+    if m:
+        value, unit, binary = float(m.group(1)), m.group(2).lower(), m.group(3)
+        size = int(value * (1024 if binary else 1000) ** " kmg".index(unit or " "))
+    if size <= 0:
+        raise ConfigError(f"{where}: {text!r} is not a size of more than 0 bytes (e.g. 8MB, 500kB, 8MiB, 1000000)")
+    return size
 
 
 @dataclass(frozen=True)
@@ -183,6 +201,9 @@ RULES = {
     "data.test": _PATH,
     "features.pretrained": _PATH,
     "output.dir": _PATH,
+    "output.compress": (lambda v: v == "" or (_SIZE.match(v) is not None and float(_SIZE.match(v).group(1)) > 0),
+                        "'' (off) or a size such as 8MB, 500kB or 8MiB"),
+    "output.compress_agreement": _range(0, 1),
     "features.kind": _choice(INPUT_KINDS),
     "features.tokenizer": _choice(TOKENIZERS),
     "features.max_chars": _range(0),
@@ -654,6 +675,8 @@ HELP = {
     "train.checkpoint_seconds": "save the state for --resume at an epoch's end at most this often (0: every epoch)",
     "output": "where the model and reports go",
     "output.dir": "output folder (--out overrides)",
+    "output.compress": "'' or a size (8MB): save the model compressed to at most this, as nlclf compress does",
+    "output.compress_agreement": "keep the full model instead when the compressed one agrees on less of dev",
 }
 
 

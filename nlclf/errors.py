@@ -60,3 +60,9 @@ class SignalInterrupt(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class GateNotMet(NlclfError):
+    """A result is below the bar the user set (``compress --agreement``): not a crash."""
+
+    exit_code = 7

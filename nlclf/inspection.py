@@ -41,7 +41,10 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
          "activation": spec.activation, "labels": model.labels, "temperature": model.temperature,
          "vocab_size": len(vocab), "n_features": fz.n_features,
          "parameters": {k: list(v.shape) for k, v in model.params.items()},
-         "n_parameters": mlp.n_params(model.params)}
+         "n_parameters": mlp.n_params(model.params),
+         "size_bytes": sum(f.stat().st_size for f in checkpoint.model_files(model_dir))}
+    if model.compression is not None:
+        r["compressed"] = dict(model.compression)
     ids = np.arange(2, len(vocab))
     C = len(model.labels)
     best = [np.zeros(0)] * C

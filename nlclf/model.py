@@ -17,6 +17,7 @@ class Classifier:
     params: dict
     labels: list
     temperature: float = 1.0
+    compression: dict | None = None      # what nlclf compress did (rows kept, bits, ...); None: not compressed
 
     def proba(self, texts: list) -> np.ndarray:
         """o (N, C) for raw texts (with the model's softmax temperature)."""

@@ -10,6 +10,7 @@ of a saved model live beside this module (evaluate, predict, inspection).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from . import calibration, checkpoint, data, features, metrics, plots, report, rundir, runtime
-from .config import AUTO, AUTO_INTS, Config, dump, to_dict
-from .errors import CheckpointError, ConfigError, DataError, Interrupted
+from . import calibration, checkpoint, compress, data, features, metrics, plots, report, rundir, runtime
+from .config import AUTO, AUTO_INTS, Config, dump, parse_size, to_dict
+from .errors import CheckpointError, ConfigError, DataError, GateNotMet, Interrupted
 from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
@@ -357,6 +358,31 @@ def evaluate_model(cfg: Config, model: Classifier, feats: Featurized, test_path,
     return final, calib, n_test
 
 
+def compress_run(cfg: Config, model: Classifier, paths: dict, r: dict, log) -> Classifier:
+    """output.compress: the model compressed as `nlclf compress` does, its agreement with the
+    full model measured on the dev file (else the test file); below output.compress_agreement
+    the full model is kept, and the log says so with the figures. r["compress"] records them
+    (and the test accuracy of both models when there is a test file)."""
+    check = paths.get("dev") or paths.get("test")
+    gate = cfg.output.compress_agreement if check is not None else 0.0
+    try:
+        small, figures = compress.compress(model, cfg, parse_size(cfg.output.compress, "output.compress"), 8,
+                                           gate, check)
+    except GateNotMet as e:
+        log(f"nlclf: {e}: the full model is kept")
+        r["compress"] = {"kept_full_model": True, "reason": str(e)}
+        return model
+    if paths.get("test") is not None and paths.get("test") != check:
+        test_labels, test_texts = data.read_labelled(paths["test"], cfg.data)
+        figures["test"] = {"file": str(paths["test"]), **compress.agreement(model, small, test_texts, test_labels)}
+    r["compress"] = figures
+    c = figures.get("check")
+    log(f"compressed the model: {figures['original_bytes']:,} -> {figures['size_bytes']:,} bytes"
+        + (f", agreement with the full model {c['agreement']:.2%} on {Path(c['file']).name}" if c else
+           " (agreement not measured: no dev or test file)"))
+    return small
+
+
 def train_report(cfg: Config, feats: Featurized, model: Classifier, result, final: dict, calib, n_test: int,
                  paths: dict, inputs: dict, root: Path, out: Path, command, t_start: float) -> dict:
     """What report.json holds: the data, the network, every epoch, the final metrics, the run."""
@@ -434,6 +460,9 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     failed one leaves the folder as it was. ``resume`` continues the unfinished run of the
     folder, to the same final bytes; ``force`` lets it continue on changed data."""
     t_start = time.perf_counter()
+    if cfg.output.compress and cfg.features.kind != "bow":
+        raise ConfigError(f"output.compress: compressing reads bag-of-words models (features.kind bow); "
+                          f"this config trains {cfg.features.kind}")
     root = data_root(root, cfg)
     out = Path(out_dir or cfg.output.dir)
     paths = data_paths(cfg, root)
@@ -450,6 +479,8 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
                                     state, should_stop, checkpointer(cfg, root, folder, inputs))
         final, calib, n_test = evaluate_model(cfg, model, feats, paths.get("test"), log)
         r = train_report(cfg, feats, model, result, final, calib, n_test, paths, inputs, root, out, command, t_start)
+        if cfg.output.compress:
+            model = compress_run(cfg, model, paths, r, log)
         save_run(folder, cfg, root, model, r, log)
     except Interrupted:
         folder.set_run_info(dict(rundir.read_run_info(out) or {}, status="interrupted"))
@@ -478,3 +509,40 @@ def _pictures(out: Path, r: dict, log) -> list:
     if m["confusion_matrix"] is not None:
         pictures.append(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name)
     return pictures
+
+
+COMPRESS_WRITES = ("model.json", "model.*.npz", "compress.json")
+
+
+def run_root(model_dir):
+    """The folder a training run read its data from (report.json's run.data_root), or None."""
+    try:
+        root = json.loads((Path(model_dir) / "report.json").read_text(encoding="utf-8"))["run"]["data_root"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(root) if isinstance(root, str) and root else None
+
+
+def run_compress(model_dir, out, max_size="8MB", bits: int = 8, min_agreement: float = 0.99, check=None,
+                 overwrite: bool = False, rank: int = 0, log=lambda msg: None) -> dict:
+    """`nlclf compress` (see compress.py): load, compress, and write the compressed model into
+    ``out`` (a folder nlclf owns: new, empty, or its own with ``overwrite``), files assembled
+    beside and moved in once complete. Returns the figures (also written as compress.json)."""
+    max_bytes = parse_size(max_size)
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ConfigError(f"--agreement: {min_agreement} must be between 0 and 1")
+    model, cfg, _ = checkpoint.load(model_dir)
+    small, figures = compress.compress(model, cfg, max_bytes, bits, min_agreement, check, rank, run_root(model_dir))
+    figures["source"], figures["out"] = str(model_dir), str(out)
+    folder = rundir.RunFolder.claim(out, overwrite, COMPRESS_WRITES)
+    failed = True
+    try:
+        partial = folder.start_partial(fresh=True, info={"command": "compress"})
+        files = checkpoint.save(partial, small, cfg)
+        rundir.atomic_write(partial / "compress.json", (json.dumps(figures, indent=1, sort_keys=True) + "\n").encode())
+        folder.promote(files + ["compress.json"], replaces=COMPRESS_WRITES)
+        failed = False
+    finally:
+        folder.release(failed=failed)
+    log(f"compressed {model_dir}: {figures['original_bytes']:,} -> {figures['size_bytes']:,} bytes")
+    return figures

@@ -124,6 +124,16 @@ def train_markdown(r: dict) -> str:
         out += ["", f"Calibration: softmax temperature {cal['temperature']:.3f} fitted on dev; expected calibration "
                     f"error on dev {cal['dev_ece_before']:.4f} → {cal['dev_ece_after']:.4f}"
                 + (f", on test {cal['test_ece_before']:.4f} → {cal['test_ece_after']:.4f}" if "test_ece_before" in cal else "")]
+    comp = r.get("compress")
+    if comp:
+        out += ["", "Compressed (output.compress): " + (comp["reason"] if comp.get("kept_full_model") else
+                f"{comp['original_bytes']:,} → {comp['size_bytes']:,} bytes, rows kept {comp['rows_kept']:,} of "
+                f"{comp['rows_total']:,}" + (f", rank {comp['rank']}" if comp.get("rank") else "")
+                + "".join(f"; {Path(c['file']).name}: the full model's label on {c['agreement']:.2%}"
+                          + (f", accuracy {c['accuracy_original']:.4f} → {c['accuracy_compressed']:.4f}"
+                             if "accuracy_original" in c else "")
+                          for c in (comp.get("check"), comp.get("test")) if c)
+                + ". The tables below are the full model's.")]
     for pic in r.get("pictures", []):
         out += ["", f"![{pic}]({pic})"]
     for split in ("dev", "test"):
@@ -245,7 +255,16 @@ def inspect_text(r: dict, data_path=None) -> str:
              f"{len(r['labels'])} labels, {r['n_parameters']:,} parameters",
              "parameters: " + ", ".join(f"{k} {tuple(v)}" for k, v in r["parameters"].items()),
              f"vocabulary: {r['vocab_size']:,} entries, {r['n_features']:,} input features, "
-             f"temperature {r['temperature']:.3g}"]
+             f"temperature {r['temperature']:.3g}",
+             f"size: {r['size_bytes']:,} bytes (model.json and its arrays file)"]
+    c = r.get("compressed")
+    if c is not None:
+        basis = f" in a rank-{c['rank']} basis" if c.get("rank") else ""
+        agree = (f"; agreed with the original on {c['agreement']:.2%} of {c['check_file']}"
+                 if "agreement" in c else "")
+        lines.append(f"compressed: {c['layer']} {c['bits']}-bit{basis}, rows kept {c['rows_kept']:,} of "
+                     f"{c['rows_total']:,} (dropped {c['rows_total'] - c['rows_kept']:,}), float16: "
+                     f"{', '.join(c['float16']) or 'none'}{agree}")
     if "unknown_rate" in r:
         lines.append(f"unknown words in {data_path}: {r['unknown_rate']:.2%} of {r['tokens']:,} tokens; most "
                      f"frequent: " + ", ".join(f"{w} ({n})" for w, n in r["frequent_unknown"]))
@@ -255,6 +274,25 @@ def inspect_text(r: dict, data_path=None) -> str:
     for w, nn in r.get("neighbours", {}).items():
         lines.append(f"\nnearest neighbours of '{w}': " + ("not in the vocabulary" if nn is None else
                                                           ", ".join(f"{t} {c:.3f}" for t, c in nn)))
+    return "\n".join(lines) + "\n"
+
+
+def compress_text(r: dict) -> str:
+    """What `nlclf compress` prints: sizes, what was kept, the agreement."""
+    mb = lambda n: f"{n / 1e6:.2f} MB"
+    basis = f" in a rank-{r['rank']} basis" if r.get("rank") else ""
+    lines = [f"{r['source']} -> {r['out']}: {mb(r['original_bytes'])} -> {mb(r['size_bytes'])} "
+             f"(at most {mb(r['max_bytes'])}); {r['layer']} {r['bits']}-bit{basis}, rows kept "
+             f"{r['rows_kept']:,} of {r['rows_total']:,}"]
+    c = r.get("check")
+    if c is not None:
+        line = f"agreement with the original: {c['agreement']:.2%} of {c['n']:,} texts of {c['file']}"
+        if "accuracy_original" in c:
+            line += (f"; accuracy {c['accuracy_original']:.4f} -> {c['accuracy_compressed']:.4f} "
+                     f"({100 * (c['accuracy_compressed'] - c['accuracy_original']):+.2f} points)")
+        lines.append(line)
+    else:
+        lines.append("agreement not measured (--agreement 0 and no check file)")
     return "\n".join(lines) + "\n"
 
 

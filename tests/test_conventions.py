@@ -22,7 +22,7 @@ import yaml
 from nlclf import checkpoint, config, search
 from conftest import BASE_CONFIG, ENV, LABELS, REPO, TIMEOUT, cfg_text, show, write_tsv
 
-COMMANDS = [["train"], ["eval"], ["compare"], ["inspect"], ["predict"], ["cv"], ["tune"],
+COMMANDS = [["train"], ["eval"], ["compare"], ["inspect"], ["compress"], ["predict"], ["cv"], ["tune"],
             ["config", "init"], ["config", "show"], ["config", "check"]]
 
 

@@ -140,8 +140,12 @@ def dense_backward(W, b, x, dy, need_dx=True, **_):
 # --- sparse input: y = X W + b, X a CSR batch ----------------------------------
 
 def sparse_forward(W, b, X: SparseBatch, **_):
-    """X (N, V) sparse, W (V, H), b (H,) or None -> y (N, H); reads only X's rows of W."""
-    y = csr_matmul(X.indptr, X.indices, X.data, X.shape[1], W)          # (N, H)
+    """X (N, V) sparse, W (V, H) (or a QuantizedRows), b (H,) or None -> y (N, H); reads only
+    X's rows of W."""
+    if isinstance(W, QuantizedRows):
+        y = W.matmul(X)                                                  # (N, H)
+    else:
+        y = csr_matmul(X.indptr, X.indices, X.data, X.shape[1], W)      # (N, H)
     if b is not None:
         y += b
     return y, X
@@ -212,6 +216,87 @@ class ProductRows(Rows):
         X = self._X
         per_entry = np.repeat(coef.astype(W.dtype, copy=False), np.diff(X.t_indptr))      # (nnz,)
         self._fused_add(W, X.data[X.perm].astype(W.dtype, copy=False) * per_entry)
+
+
+# --- a compressed first layer: kept rows in int8, a float32 scale a row -------------------
+
+class QuantizedRows:
+    """A (V, H) first layer of which only K rows are kept, each stored as int8 with a float32
+    scale, optionally in a low-rank basis: row j of W is ``scale[r] * q[r]`` (q (K, H)), or
+    ``scale[r] * q[r] @ basis`` (q (K, R), basis (R, H)), for r = rank[j], and 0 for a dropped
+    row (rank[j] = -1). ``q`` may be a read-only memory map: prediction dequantizes only the
+    rows a batch uses, never the whole table. For prediction only (no gradient)."""
+
+    def __init__(self, q, scale, keep, n_rows: int, basis=None):
+        """q (K, R) int8, scale (K,) float32, keep (V,) bool of the kept rows (K of them),
+        basis (R, H) float32 or None (R = H)."""
+        keep = np.asarray(keep, dtype=bool)[:n_rows]
+        assert q.ndim == 2 and q.dtype == np.int8 and scale.shape == (q.shape[0],) and keep.sum() == q.shape[0]
+        assert basis is None or (basis.ndim == 2 and basis.shape[0] == q.shape[1])
+        self.q, self.scale, self.keep = q, np.asarray(scale, dtype=np.float32), keep
+        self.basis = None if basis is None else np.asarray(basis, dtype=np.float32)
+        self.rank = np.where(keep, np.cumsum(keep) - 1, -1).astype(np.int64)      # (V,) row of q, or -1
+        self.shape = (int(n_rows), int(q.shape[1] if basis is None else basis.shape[1]))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    @property
+    def size(self) -> int:
+        """Stored weights (K·R, plus R·H for a basis)."""
+        return int(self.q.size + (0 if self.basis is None else self.basis.size))
+
+    def _rows(self, r):
+        """(len(r), R) float32: kept rows r dequantized (still in the basis)."""
+        return self.q[r].astype(np.float32) * self.scale[r, None]
+
+    def take(self, ids):
+        """W[ids] as float32 (ids any shape): dequantized kept rows, zeros for dropped ones."""
+        ids = np.asarray(ids)
+        r = self.rank[ids.ravel()]
+        kept = r >= 0
+        out = np.zeros((len(r), self.q.shape[1]), dtype=np.float32)
+        out[kept] = self._rows(r[kept])
+        if self.basis is not None:
+            out = out @ self.basis
+        return out.reshape(ids.shape + (self.shape[1],))
+
+    __getitem__ = take
+
+    def matmul(self, X: SparseBatch):
+        """X (N, V) @ W -> (N, H) float32, reading only the kept rows X uses: their int8 rows
+        gathered once and scaled, the entries of dropped rows left out; (X Q) basis with a basis."""
+        r = self.rank[X.indices]                                          # (nnz,)
+        kept = r >= 0
+        u, inv = np.unique(r[kept], return_inverse=True)                  # (U,), (nnz',)
+        c = np.zeros(len(kept) + 1, dtype=np.int64)
+        np.cumsum(kept, out=c[1:])
+        itype = np.int32 if len(u) < 2**31 else np.int64
+        y = csr_matmul(c[X.indptr].astype(itype), inv.astype(itype), X.data[kept], len(u), self._rows(u))
+        return y if self.basis is None else y @ self.basis                # (N, R) (R, H)
+
+
+def quantize_rows(W, bits: int = 8):
+    """(q (R, H) int8, scale (R,) float32): each row of W scaled by s = max|w| / (2^(bits-1) - 1)
+    and rounded to the nearest integer (half to even), q = round(w / s); an all-zero row has
+    scale 0 (and q 0)."""
+    levels = (1 << (bits - 1)) - 1
+    W = np.asarray(W, dtype=np.float32)
+    scale = (np.abs(W).max(axis=1, initial=0.0) / np.float32(levels)).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1))
+    q = np.clip(np.rint(W / safe[:, None]), -levels, levels).astype(np.int8)
+    return q, scale
+
+
+def low_rank_basis(W, rank: int):
+    """(R, H) float32: the top ``rank`` right singular vectors of W (V, H), as rows (the
+    eigenvectors of WᵀW, in float64): W ≈ (W Bᵀ) B, the best rank-R approximation."""
+    W = np.asarray(W)
+    G = np.zeros((W.shape[1], W.shape[1]))
+    for s in range(0, len(W), 1 << 16):                                  # WᵀW a block of rows at a time
+        part = W[s:s + (1 << 16)].astype(np.float64)
+        G += part.T @ part
+    vals, vecs = np.linalg.eigh(G)                                       # ascending
+    return np.ascontiguousarray(vecs[:, ::-1][:, :rank].T).astype(np.float32)
 
 
 # --- embedding concatenation: f = [E j1; E j2; ...; E jT] ---------------------
