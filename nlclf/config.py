@@ -115,7 +115,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     clip_norm: float = 0.0              # 0: no clipping
-    patience: int = 3                   # epochs without a better dev score before stopping (0: never)
+    patience: int = "auto"              # epochs without a better dev score before stopping (0: never); auto: 3, off for a decaying schedule
     min_delta: float = 0.0005           # a dev score must rise by more than this to reset the patience
     metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
     dtype: str = "float32"
@@ -254,7 +254,8 @@ RULES = {
 
 STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the others hold integers)
 AUTO = "auto"
-AUTO_INTS = {"features.max_size", "features.char_below"}      # integers that may be "auto": chosen from the training data's size
+AUTO_INTS = {"features.max_size", "features.char_below",       # integers that may be "auto": chosen from the training
+             "train.patience"}                                  # data's size (train.patience: by the schedule)
 AUTO_FLOATS = {"train.lr"}                                     # numbers that may be "auto": chosen with the optimizer
 AUTO_KEYS = AUTO_INTS | AUTO_FLOATS | {"train.optimizer", "train.schedule"}   # every key that may be "auto" by size
 
@@ -667,7 +668,7 @@ HELP = {
     "train.weight_decay": "L2 on the weights (never the biases)",
     "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy)",
     "train.clip_norm": "clip the global gradient norm (0: off)",
-    "train.patience": "stop after this many epochs without a better dev score (0: never)",
+    "train.patience": "stop after this many epochs without a better dev score (0: never; auto: 3 with a constant schedule, never with linear or cosine, which end the run themselves)",
     "train.metric": "dev metric that picks the best epoch: accuracy or macro_f1",
     "train.dtype": "float32, or float64 for checks",
     "train.calibrate": "fit a softmax temperature on dev after training",

@@ -100,11 +100,12 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
     spec = net_spec(cfg, featurizer, len(labels))
     dtype = np.dtype(cfg.train.dtype)
     t = cfg.train
-    if AUTO in (t.optimizer, t.lr, t.schedule):
+    if AUTO in (t.optimizer, t.lr, t.schedule, t.patience):
         size = (X.shape[0], cfg.features.kind == "bow", featurizer.n_tokens)
         t = resolve_auto(t, *size)
         why = auto_optimizer(*size)[1] if cfg.train.optimizer == AUTO else "the optimizer's"
-        log(f"train: optimizer {t.optimizer}, lr {t.lr:g}, schedule {t.schedule} (auto: {why})")
+        log(f"train: optimizer {t.optimizer}, lr {t.lr:g}, schedule {t.schedule}, "
+            f"patience {t.patience or 'off'} (auto: {why})")
     vectors = None
     if cfg.features.pretrained and cfg.features.kind != "bow":
         vectors = data.read_vectors(data.resolve(cfg.features.pretrained, data_root(root, cfg)),

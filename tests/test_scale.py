@@ -240,8 +240,29 @@ def test_train_says_what_auto_chose_for_the_optimizer(tmp_path):
     said = []
     pipeline.fit_lists(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1)),
                        (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"]), log=said.append)
-    assert "train: optimizer adam, lr 0.0003, schedule constant (auto: adam for a bag of under 1,000,000 training " \
-        "tokens)" in said
+    assert "train: optimizer adam, lr 0.0003, schedule constant, patience 3 (auto: adam for a bag of under 1,000,000 " \
+        "training tokens)" in said
+
+
+@pytest.mark.parametrize("set_, expected", [
+    ({}, 3), ({"optimizer": "sgd"}, 0), ({"schedule": "cosine"}, 0), ({"optimizer": "sgd", "schedule": "constant"}, 3),
+    ({"optimizer": "sgd", "patience": 2}, 2), ({"patience": 0}, 0)])
+def test_auto_patience_is_off_for_a_schedule_that_decays(set_, expected):
+    assert training.resolve_auto(TrainConfig(**set_), 100, True).patience == expected
+    assert TrainConfig().patience == "auto"
+
+
+def test_a_decaying_schedule_runs_to_its_end_under_auto_patience(rng):
+    """min_delta 1: no epoch after the first counts as better; patience auto (off for linear)
+    trains all 6 epochs, a patience of 2 stops after the third."""
+    X = random_csr(rng, 40, 12)
+    y = (X[:, 0].toarray().ravel() > 0).astype(np.int64)
+    spec = mlp.NetSpec(input_kind="bow", n_inputs=12, n_classes=2, hidden=(4,))
+    for patience, epochs in (("auto", 6), (2, 3)):
+        params = mlp.init_params(spec, np.random.default_rng(1), np.float32)
+        cfg = TrainConfig(optimizer="sgd", epochs=6, min_delta=1.0, patience=patience)
+        r = training.fit(spec, params, training.Data(X, y, X, y), cfg, np.random.default_rng(0))
+        assert len(r.history) == epochs
 
 
 # --- the training matrix in fewer bytes (features.store.RowStore) ----------------------------
