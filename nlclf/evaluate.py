@@ -35,6 +35,8 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
     if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
         raise OutputError(f"{plot_dir}: --plots names a folder for the pictures; this is an existing file")
     model, cfg, _ = checkpoint.load(model_dir)
+    if model.several:
+        return eval_several(model, cfg, data_path, top_k)
     rows, y = _read_eval(model, data_path, cfg.data)
     probs = model.proba([r[2] for r in rows])
     pred = probs.argmax(1)
@@ -65,6 +67,21 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
             if m["confusion_matrix"] is not None:
                 m["pictures"].append(str(plots.confusion_heatmap(m["confusion_matrix"], m["labels"],
                                                                  d / "confusion_matrix.png")))
+    return m
+
+
+def eval_several(model: Classifier, cfg, data_path, top_k: int = 1) -> dict:
+    """run_eval of a model with several labels a text: metrics.several_report at the model's
+    thresholds (micro/macro/samples precision, recall, F1, P@1, P@5, R@5, Hamming loss, subset
+    accuracy, the per-label table), with ``top_k`` > 1 also P@k and R@k."""
+    sets, texts = data.read_multilabelled(data_path, cfg.data, known=set(model.labels))
+    Y = data.label_matrix(sets, model.labels)                       # (N, C)
+    S = model.proba(texts)                                          # (N, C)
+    m = metrics.several_report(Y, S, model.thresholds, model.labels)
+    if top_k > 1:
+        k = min(top_k, len(model.labels))
+        m["top_k"] = k
+        m["precision_at_k"], m["recall_at_k"] = metrics.at_k(Y, S, k)
     return m
 
 
