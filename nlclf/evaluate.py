@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import calibration, checkpoint, data, metrics, plots, rundir, significance
-from .errors import DataError, OutputError
+from .errors import ConfigError, DataError, OutputError
 from .model import Classifier
 from .vocab import LabelSet
 
@@ -92,6 +92,10 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
     the tables are over every label either model or the data knows, and an example whose label
     a model never saw counts as that model's error (``notes`` says which)."""
     (ma, cfg, _), (mb, _, _) = checkpoint.load(model_a), checkpoint.load(model_b)
+    several = [str(p) for p, m in ((model_a, ma), (model_b, mb)) if m.several]
+    if several:
+        raise ConfigError(f"{', '.join(several)}: several labels a text; compare tests one label a text so far "
+                          f"(eval each model for its micro-F1)")
     rows = list(data.iter_labelled(data_path, cfg.data))
     if not rows:
         raise DataError(f"{data_path}: no examples")

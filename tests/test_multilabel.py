@@ -251,3 +251,14 @@ def test_single_label_checkpoints_are_written_and_read_as_before(tmp_path):
 def test_a_network_description_without_output_is_a_softmax():
     spec = mlp.NetSpec("bow", 5, 3)
     assert spec.output == "softmax" and set(mlp.OUTPUTS) == {"softmax", "sigmoid"}
+
+
+def test_cv_and_compare_refuse_several_labels_a_text(trained):
+    from nlclf.evaluate import run_compare
+    from nlclf.search import run_cv
+    root, _, _ = trained
+    cfg = config.load_text("data: {train: train.txt}\n")
+    with pytest.raises(ConfigError, match="several labels a text.*cv and tune train one label a text so far"):
+        run_cv(cfg, 2, root=root)
+    with pytest.raises(ConfigError, match="several labels a text; compare tests one label a text so far"):
+        run_compare(root / "run", root / "run", root / "test.txt")
