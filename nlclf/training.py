@@ -280,6 +280,8 @@ def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.r
     with malloc_thresholds(TRAINING_MALLOC), blas_threads(1), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         cfg = resolve_auto(cfg, n_rows(data.X), spec.input_kind == "bow")
+        if spec.output == "sigmoid" and cfg.metric == "accuracy":      # several labels a text: micro-F1
+            cfg = dataclasses.replace(cfg, metric="micro_f1")
         return _fit(spec, params, data, cfg, rng, hooks or Hooks(), state, embed_lr, embed_l2)
 
 
