@@ -47,7 +47,7 @@ from nlclf.config import DataConfig  # noqa: E402
 from nlclf.report import table  # noqa: E402
 
 BEGIN, END = "<!-- bench-multilabel:begin -->", "<!-- bench-multilabel:end -->"
-C_GRID = (1, 4, 16, 64, 256)
+C_GRID = (1, 4, 16, 64, 256, 1024)
 BEST_CONFIG = ROOT / "configs" / "best" / "debtags.yaml"
 NAMES = {"default": "nlclf default (bow)", "best": "nlclf best (configs/best/debtags.yaml)",
          "tfidf_lr": "TF-IDF + one-vs-rest LR (word 1-2-grams, C and threshold on dev)",

@@ -654,7 +654,7 @@ HELP = {
     "train.min_delta": "a better dev score resets the patience only when it is higher by more than this (the best epoch is kept either way)",
     "train.epoch_size": "examples an epoch: a larger set's pass is cut into equal epochs of at most this many, each ended by a dev evaluation (0: auto, 200,000)",
     "train.weight_decay": "L2 on the weights (never the biases)",
-    "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy)",
+    "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy); several labels a text: (1 - e) y + e / 2",
     "train.clip_norm": "clip the global gradient norm (0: off)",
     "train.patience": "stop after this many epochs without a better dev score (0: never)",
     "train.metric": "dev metric that picks the best epoch: accuracy, macro_f1 or micro_f1 (several labels a text: accuracy means micro_f1)",
