@@ -229,6 +229,16 @@ def machine():
             "numpy": np.__version__, "platform": platform.platform()}
 
 
+def kept_sections(path):
+    """The sections other benchmarks keep in the same file (bench/multilabel.py's debtags
+    section, between its markers), as they are."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin, end = "<!-- bench-multilabel:begin -->", "<!-- bench-multilabel:end -->"
+    if begin in old and end in old:
+        return "\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+    return ""
+
+
 def cell(s):
     return f"{s['mean']:.2f} ± {s['std']:.2f}" if s else "–"
 
@@ -409,7 +419,7 @@ def main():
             "overrides": ", ".join(f"{k}={v}" for k, v in overrides),
             "peers_source": source, "json": args.json, "best_files": best_found}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(markdown(info, summary, peers, runs, tgt, notes))
+    Path(args.out).write_text(markdown(info, summary, peers, runs, tgt, notes) + kept_sections(Path(args.out)))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(
         {"info": info, "summary": summary, "peers": peers, "targets": tgt, "notes": notes,

@@ -28,7 +28,7 @@ from . import checkpoint, explain as explain_mod
 from .config import Config, load as load_config, load_text, to_dict
 from .errors import ConfigError
 from .nn import mlp
-from .predict import top_labels
+from .predict import decided_labels
 
 SCORE_BATCH = 65536          # texts featurized and scored together: bounds the (N, H) activations
 
@@ -157,7 +157,9 @@ class Model:
                 "trained_with": self.meta.get("nlclf_version"), "format_version": self.meta.get("format_version"),
                 "checksum": self.checksum, "features": int(self.classifier.featurizer.n_features),
                 "parameters": int(mlp.n_params(self.classifier.params)),
-                "temperature": float(self.classifier.temperature)}
+                "temperature": float(self.classifier.temperature), "multi_label": self.multi_label,
+                "thresholds": (None if self.thresholds is None else float(self.thresholds)
+                               if np.ndim(self.thresholds) == 0 else [float(t) for t in self.thresholds])}
 
     def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
         """o (N, C): the probability of each label (columns in ``labels`` order) for each text."""
@@ -167,18 +169,36 @@ class Model:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def top(self, texts: Iterable[str], k: int = 1, threshold: float | None = None) -> list:
-        """For each text, its ``k`` most probable labels (k = -1: all) with a probability of at
-        least ``threshold``, as (label, probability) pairs, most probable first."""
-        k, threshold = _check_k(k, threshold)
-        return top_labels(self.predict_proba(texts), self.labels, k, threshold)
+    @property
+    def multi_label(self) -> bool:
+        """Whether a text may get several labels (a model trained on several labels a text)."""
+        return self.classifier.several
 
-    def predict(self, texts: Iterable[str], k: int = 1, threshold: float | None = None) -> list:
-        """One result a text, in order: its label when k is 1 and there is no threshold; else the
-        list of its ``k`` most probable labels (k = -1: every label) whose probability is at
-        least ``threshold`` (possibly empty)."""
-        top = self.top(texts, k, threshold)
-        if k == 1 and threshold is None:
+    @property
+    def thresholds(self):
+        """A multi-label model's threshold chosen on dev: a number, or (C,) one per label; else None."""
+        return self.classifier.thresholds
+
+    def top(self, texts: Iterable[str], k: int | None = None, threshold: float | None = None,
+            allow_empty: bool = False) -> list:
+        """For each text, its ``k`` most probable labels (k = -1: all; None: 1) with a probability
+        of at least ``threshold``, as (label, probability) pairs, most probable first. A
+        multi-label model gives, unless k is given without a threshold, every label at or above
+        the threshold (``threshold``, else its own), the most probable one if none is unless
+        ``allow_empty``, at most k of them (predict.decided_labels, as `nlclf predict`)."""
+        k, threshold = _check_k(k, threshold)
+        if k is None and not self.multi_label:
+            k = 1
+        return decided_labels(self.classifier, self.predict_proba(texts), k, threshold, allow_empty)
+
+    def predict(self, texts: Iterable[str], k: int | None = None, threshold: float | None = None,
+                allow_empty: bool = False) -> list:
+        """One result a text, in order: its label when k is 1 (or None) and there is no threshold;
+        else the list of its ``k`` most probable labels (k = -1: every label) whose probability is
+        at least ``threshold`` (possibly empty). A multi-label model gives a list of labels a
+        text: those of ``top``."""
+        top = self.top(texts, k, threshold, allow_empty)
+        if not self.multi_label and k in (None, 1) and threshold is None:
             return [row[0][0] for row in top]
         return [[label for label, _ in row] for row in top]
 
@@ -199,14 +219,16 @@ class Model:
 
 
 def _check_k(k, threshold):
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k == 0 or k < -1:
+    if k is None:
+        pass
+    elif not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k == 0 or k < -1:
         raise TypeError(f"k must be a positive integer or -1 (every label); got {k!r}")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
                 or not 0 <= threshold <= 1:
             raise TypeError(f"threshold must be a number from 0 to 1, or None; got {threshold!r}")
         threshold = float(threshold)
-    return int(k), threshold
+    return (None if k is None else int(k)), threshold
 
 
 def load(path) -> Model:

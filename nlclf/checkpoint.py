@@ -40,12 +40,15 @@ from .model import Classifier
 from .rundir import atomic_write
 from .nn.activations import ACTIVATIONS
 from .nn.layers import QuantizedRows
-from .nn.mlp import INPUT_KINDS, NetSpec, param_shapes
+from .nn.mlp import INPUT_KINDS, OUTPUTS, NetSpec, param_shapes
 from .vocab import Vocabulary
 
-FORMAT_VERSION = 2              # 2 (2026-12): no guesses for pre-release fields (features.idf, a missing char_weight)
-COMPRESSED_FORMAT = 3           # 3: a compressed model (nlclf compress); uncompressed models stay at 2
+FORMAT_VERSION = 3              # 2 (2026-12): no guesses for pre-release fields (features.idf, a missing char_weight)
+                                # 3 (2026-12): a compressed model (nlclf compress, with 'compressed'), or sigmoid
+                                #   outputs (several labels a text) with their thresholds; every other model is
+                                #   still written as 2, byte for byte as before
 OLDEST_FORMAT = 2
+COMPRESSED_FORMAT = SEVERAL_FORMAT = 3   # the version a compressed model, or one with several labels a text, is written as
 META = "model.json"
 _ARRAYS_NAME = re.compile(r"^(model|state)\.[0-9a-f]{16}\.npz$")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -78,6 +81,7 @@ def _check_spec(spec: NetSpec, meta_path) -> None:
          "embed_dim/max_tokens"),
         (all(is_num(v) and 0 <= v < 1 for v in (spec.dropout, spec.input_dropout)), "dropout"),
         (is_num(spec.leaky_slope), "leaky_slope"),
+        (isinstance(spec.output, str) and spec.output in OUTPUTS, "output"),
         (all(isinstance(v, bool) for v in (spec.hidden_bias, spec.output_bias, spec.freeze_embeddings)), "biases"),
         (is_int(spec.pad_id) and 0 <= spec.pad_id < spec.n_inputs if is_int(spec.n_inputs) else False, "pad_id"),
     ]
@@ -316,24 +320,29 @@ def _arrays_and_meta(model: Classifier, config: Config):
         counts = arrays.get("features.counts")
         if counts is not None:
             arrays["features.counts"] = counts.astype(np.min_scalar_type(max(int(counts.max(initial=0)), 0)))
+    net = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(model.spec).items()}
+    several = net.pop("output") == "sigmoid"         # a softmax model's metadata is as format 2 wrote it
     saved = to_dict(config)
     for key in ("compress", "compress_agreement"):      # train's output.compress, at its default: not written,
         if getattr(config.output, key) == getattr(type(config.output)(), key):   # so model.json is as before it
             saved["output"].pop(key, None)
     meta = {
-        "format_version": FORMAT_VERSION if info is None else COMPRESSED_FORMAT,
+        "format_version": 2 if info is None and not several else COMPRESSED_FORMAT,
         "nlclf_version": __version__,
         "config": saved,
         "labels": list(model.labels),
         "vocab": list(model.featurizer.vocab.tokens),
-        "net": {k: (list(v) if isinstance(v, tuple) else v)
-                for k, v in dataclasses.asdict(model.spec).items()},
+        "net": net,
         "temperature": float(model.temperature),
         "arrays": {k: {"dtype": v.dtype.str, "shape": list(v.shape)} for k, v in arrays.items()},
         "sha256": checksum(arrays),
     }
     if info is not None:
         meta["compressed"] = info
+    if several:
+        meta["net"]["output"] = "sigmoid"
+        th = 0.5 if model.thresholds is None else model.thresholds     # None: saved in training, before they are chosen
+        meta["thresholds"] = float(th) if np.ndim(th) == 0 else [float(t) for t in th]
     return arrays, meta
 
 
@@ -373,14 +382,16 @@ def load(directory) -> tuple:
     version = meta.get("format_version")
     _expect(isinstance(version, int) and not isinstance(version, bool), meta_path,
             "damaged model metadata (no integer format_version)")
-    _expect(version <= COMPRESSED_FORMAT, meta_path,
-            f"format version {version} is newer than this nlclf reads ({COMPRESSED_FORMAT}); "
+    _expect(version <= FORMAT_VERSION, meta_path,
+            f"format version {version} is newer than this nlclf reads ({FORMAT_VERSION}); "
             f"upgrade nlclf")
-    _expect((version == COMPRESSED_FORMAT) == isinstance(meta.get("compressed"), dict), meta_path,
-            "damaged model metadata (format version 3 is a compressed model, and only it has 'compressed')")
+    _expect(version >= COMPRESSED_FORMAT or "compressed" not in meta, meta_path,
+            "damaged model metadata (only format version 3 has 'compressed')")
+    _expect("compressed" not in meta or isinstance(meta["compressed"], dict), meta_path,
+            "damaged model metadata ('compressed' must be an object)")
     _expect(version >= OLDEST_FORMAT, meta_path,
             f"format version {version} was written by a pre-release nlclf; this one reads "
-            f"{OLDEST_FORMAT} to {COMPRESSED_FORMAT}: train the model again")
+            f"{OLDEST_FORMAT} to {FORMAT_VERSION}: train the model again")
     for key, tp in (("config", dict), ("labels", list), ("vocab", list), ("net", dict),
                     ("arrays", dict), ("sha256", str), ("temperature", (int, float))):
         _expect(isinstance(meta.get(key), tp), meta_path, f"damaged model metadata ('{key}' missing or of the wrong type)")
@@ -457,8 +468,23 @@ def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expe
     _expect(shapes == param_shapes(spec), arrays_path,
             f"parameter shapes {shapes} do not match the network the metadata describes")
     _expect(all(v.dtype.kind == "f" for v in params.values()), arrays_path, "parameters must be floating point")
+    thresholds = None
+    if spec.output == "sigmoid":
+        thresholds = _thresholds(meta.get("thresholds"), spec.n_classes, meta_path)
     featurizer.prepare()                 # its lookup tables, while the arrays are being checked
-    return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]), info), config
+    return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]),
+                      info, thresholds), config
+
+
+def _thresholds(th, n_classes: int, meta_path: Path):
+    """A sigmoid model's thresholds: a number from 0 to 1, or a list of one per label."""
+    ok = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+    if ok(th):
+        return float(th)
+    _expect(isinstance(th, list) and len(th) == n_classes and all(map(ok, th)), meta_path,
+            f"damaged model metadata (thresholds must be a number from 0 to 1 or a list of {n_classes}; got "
+            f"{str(th)[:80]})")
+    return np.asarray(th, dtype=np.float64)                                     # (C,)
 
 
 # --- training state, for --resume ----------------------------------------------------

@@ -318,6 +318,8 @@ def _fail_under(spec: str):
 
 
 def _metric_value(m: dict, name: str) -> float:
+    if m.get("multi_label"):                        # several labels a text: accuracy is the subset accuracy
+        return m["subset_accuracy" if name == "accuracy" else name]
     if name in ("accuracy", "macro_f1"):
         return m[name]
     return m[f"{name.split('_')[0]}_avg"]["f1"]
@@ -430,8 +432,9 @@ def inspect(model: str = MODEL_ARG,
 def predict(model: str = MODEL_ARG,
             files: List[str] = typer.Argument(None, metavar="[FILE]...", help="Text files, one text a line (or JSON Lines, CSV, a folder, as the model's data.format says); '-' or none: stdin."),
             proba: bool = typer.Option(False, "--proba", metavar="", help="Add the probability of each label."),
-            top_k: int = typer.Option(1, "--top-k", min=-1, max=100000, metavar="K", help="The K most probable labels; -1: all, with their probabilities."),
-            threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, metavar="P", help="Only labels with a probability of at least P (all such labels unless --top-k is given; possibly none)."),
+            top_k: Optional[int] = typer.Option(None, "--top-k", min=-1, max=100000, metavar="K", help="The K most probable labels; -1: all, with their probabilities. Default 1 (several labels a text: every label at or above the model's thresholds)."),
+            threshold: Optional[float] = typer.Option(None, "--threshold", min=0.0, max=1.0, metavar="P", help="Only labels with a probability of at least P (all such labels unless --top-k is given; possibly none, or several labels a text: the top one unless --allow-empty)."),
+            allow_empty: bool = typer.Option(False, "--allow-empty", metavar="", help="Several labels a text: a text no label reaches the threshold of gets none (an empty line), not its most probable label."),
             fmt: Format = typer.Option(Format.text, "--format", help="Output format."),
             with_text: bool = typer.Option(False, "--with-text", metavar="", help="Echo each input text after its labels (tsv, jsonl)."),
             id_field: Optional[str] = typer.Option(None, "--id-field", metavar="FIELD", help="Echo this field of JSON Lines or CSV input before the labels (tsv, jsonl)."),
@@ -442,7 +445,7 @@ def predict(model: str = MODEL_ARG,
             scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="With --out-dir: predict on a Dask cluster, whose workers read the FILEs and the model at the same paths (trusted: Dask unpickles what the scheduler sends)."),
             overwrite: bool = OVERWRITE):
     """Label each input line: one result a line on stdout, in input order, streamed."""
-    from .predict import Request, predict_files, run_predict
+    from .predict import Request, is_several, predict_files, run_predict
     from .report import prediction_lines
     fmt = fmt.value
     with _errors():
@@ -459,17 +462,24 @@ def predict(model: str = MODEL_ARG,
             raise ConfigError("--with-text needs --format tsv or jsonl (a text may hold spaces)")
         if top_k == 0:
             raise ConfigError("--top-k takes K >= 1, or -1 for all labels")
-        k = top_k if top_k != 1 or threshold is None else -1
-        show_proba, many = proba or top_k < 0 or threshold is not None, k != 1 or threshold is not None
+        if is_several(model):           # several labels a text: the model's thresholds unless --top-k/--threshold
+            k = top_k
+            show_proba, many = proba or (top_k is not None and top_k < 0) or threshold is not None, True
+        else:
+            top_k = 1 if top_k is None else top_k
+            k = top_k if top_k != 1 or threshold is None else -1
+            show_proba, many = proba or top_k < 0 or threshold is not None, k != 1 or threshold is not None
         if out_dir is not None:
-            req = Request(k, threshold, explain, id_field, with_text, batch_size, fmt, show_proba, many)
+            req = Request(top_k=k, threshold=threshold, allow_empty=allow_empty, explain_k=explain, id_field=id_field,
+                          with_text=with_text, batch_size=batch_size, fmt=fmt, proba=show_proba, many=many)
             r = predict_files(model, files, out_dir, req, overwrite, workers, scheduler)
             total = sum(f["bytes"] for f in r["files"])
             _err(f"wrote {len(r['files'])} file{'s' if len(r['files']) != 1 else ''} into {out_dir} "
                  f"({total:,} bytes) in {r['seconds']:.1f} s")
             return
         for batch in run_predict(model, files or ["-"], k, batch_size, explain_k=explain, workers=workers,
-                                 threshold=threshold, id_field=id_field, with_text=with_text):
+                                 threshold=threshold, id_field=id_field, with_text=with_text,
+                                 allow_empty=allow_empty):
             _emit(prediction_lines(batch, fmt, show_proba, many, bool(explain)))
 
 

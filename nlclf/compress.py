@@ -98,7 +98,7 @@ def build(model: Classifier, n_rows: int, rank: int = 0, bits: int = 8, order=No
     featurizer = features.make(fz.spec, fz.vocab, weights)
     info = {"bits": bits, "layer": first, "rows_kept": int(keep.sum()), "rows_total": int(D), "rank": int(rank),
             "width": int(H), "float16": sorted(f16), "selection": "row norm x column scale x training count"}
-    return Classifier(featurizer, model.spec, params, list(model.labels), model.temperature, info)
+    return Classifier(featurizer, model.spec, params, list(model.labels), model.temperature, info, model.thresholds)
 
 
 MIN_RANK = 8           # below this many dimensions rows are dropped instead (sst5: 8 agreed on 99.5 %, 4 on 93.6 %)

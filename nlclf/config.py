@@ -40,8 +40,7 @@ class DataConfig:
     on_bad_line: str = "error"          # error: stop; skip: drop, log a count; warn: also log each
     max_text_bytes: int = 1 << 20       # longest line (or document) read; a longer one is a bad line
     labels: tuple = ()                  # the label order of every table and picture (): sorted
-    multi_label: bool = False           # fastText lines with several labels: true keeps the first
-                                        # (nlclf is single-label; multi-label training is not supported yet)
+    multi_label: bool = "auto"          # several labels a text: auto (when a training text has two), true, false
     label_sep: str = ""                 # TSV/CSV: splits the label field into several labels ("": one label)
 
     @staticmethod
@@ -117,7 +116,9 @@ class TrainConfig:
     clip_norm: float = 0.0              # 0: no clipping
     patience: int = "auto"              # epochs without a better dev score before stopping (0: never); auto: 3, off for a decaying schedule
     min_delta: float = 0.0005           # a dev score must rise by more than this to reset the patience
-    metric: str = "accuracy"            # accuracy | macro_f1, picks the best epoch
+    metric: str = "accuracy"            # accuracy | macro_f1 | micro_f1, picks the best epoch (several labels: accuracy means micro_f1)
+    pos_weight: float = "auto"          # several labels: weight of each label's positives (auto: sqrt(negatives / positives) in [1, 10])
+    thresholds: str = "global"          # several labels: one threshold chosen on dev (global) or one per label (per_label)
     dtype: str = "float32"
     calibrate: bool = False             # fit a softmax temperature on the dev set after training
     ensemble: int = 1                   # K networks from K seeds, merged into one averaging their logits
@@ -177,6 +178,8 @@ def _range(lo=None, hi=None, lo_open=False, hi_open=False):
 
 
 _PATH = (lambda v: "\x00" not in v and len(v) < 4096, "a path (no NUL byte, under 4096 characters)")
+
+METRICS = ("accuracy", "macro_f1", "micro_f1")     # dev metrics that pick the best epoch (train.metric)
 
 # Rules beyond the type: dotted key -> (predicate, what is allowed).
 RULES = {
@@ -245,7 +248,9 @@ RULES = {
     "train.label_smoothing": _range(0, 1, False, True),
     "train.clip_norm": _range(0),
     "train.patience": _range(0),
-    "train.metric": _choice(("accuracy", "macro_f1")),
+    "train.metric": _choice(METRICS),
+    "train.pos_weight": _range(0, None, True),
+    "train.thresholds": _choice(("global", "per_label")),
     "train.dtype": _choice(("float32", "float64")),
     "train.ensemble": _range(1, 64),
     "train.checkpoint_seconds": _range(0),
@@ -256,8 +261,9 @@ STRING_LISTS = {"data.labels"}           # tuple fields holding strings (the oth
 AUTO = "auto"
 AUTO_INTS = {"features.max_size", "features.char_below",       # integers that may be "auto": chosen from the training
              "train.patience"}                                  # data's size (train.patience: by the schedule)
-AUTO_FLOATS = {"train.lr"}                                     # numbers that may be "auto": chosen with the optimizer
-AUTO_KEYS = AUTO_INTS | AUTO_FLOATS | {"train.optimizer", "train.schedule"}   # every key that may be "auto" by size
+AUTO_FLOATS = {"train.lr", "train.pos_weight"}                 # numbers that may be "auto": chosen with the optimizer, from the label counts
+AUTO_BOOLS = {"data.multi_label"}                              # switches that may be "auto": chosen from the training data
+AUTO_KEYS = AUTO_INTS | AUTO_FLOATS | AUTO_BOOLS | {"train.optimizer", "train.schedule"}   # every key that may be "auto"
 
 
 def _type_name(tp, key: str = "") -> str:
@@ -267,6 +273,8 @@ def _type_name(tp, key: str = "") -> str:
         return f"an integer or {AUTO}"
     if tp is float and key in AUTO_FLOATS:
         return f"a number or {AUTO}"
+    if tp is bool and key in AUTO_BOOLS:
+        return f"true, false or {AUTO}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             tuple: "a list of integers"}.get(tp, str(tp))
 
@@ -279,6 +287,8 @@ def _coerce(tp, value, key: str = ""):
     if tp is tuple and key in STRING_LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return ok, tuple(value) if ok else value
+    if value == AUTO and key in AUTO_INTS | AUTO_FLOATS | AUTO_BOOLS:
+        return True, value
     if tp is bool:
         return isinstance(value, bool), value
     if value == AUTO and key in AUTO_INTS | AUTO_FLOATS:
@@ -616,7 +626,7 @@ HELP = {
     "data.on_bad_line": "error: stop; skip: drop with a count; warn: also show each",
     "data.max_text_bytes": "longest line or document read; a longer one is a bad line",
     "data.labels": "the order of the labels in every table and picture ([]: sorted)",
-    "data.multi_label": "fastText lines with several labels: false: a bad line; true: keep the first",
+    "data.multi_label": "several labels a text (fastText, JSON lists, data.label_sep): auto: when a training text has two; true; false: one label a text",
     "data.label_sep": "TSV/CSV: separator of several labels in the label field ('': one label)",
     "features": "how a text becomes the network's input",
     "features.kind": "bow (bag of words), embed_mean (mean of embeddings), embed_concat (first n embeddings)",
@@ -666,10 +676,12 @@ HELP = {
     "train.min_delta": "a better dev score resets the patience only when it is higher by more than this (the best epoch is kept either way)",
     "train.epoch_size": "examples an epoch: a larger set's pass is cut into equal epochs of at most this many, each ended by a dev evaluation (0: auto, 200,000)",
     "train.weight_decay": "L2 on the weights (never the biases)",
-    "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy)",
+    "train.label_smoothing": "target (1 - e) onehot + e / C (0: the plain cross-entropy); several labels a text: (1 - e) y + e / 2",
     "train.clip_norm": "clip the global gradient norm (0: off)",
     "train.patience": "stop after this many epochs without a better dev score (0: never; auto: 3 with a constant schedule, never with linear or cosine, which end the run themselves)",
-    "train.metric": "dev metric that picks the best epoch: accuracy or macro_f1",
+    "train.metric": "dev metric that picks the best epoch: accuracy, macro_f1 or micro_f1 (several labels a text: accuracy means micro_f1)",
+    "train.pos_weight": "several labels a text: weight of each label's positives in the loss (1: none; auto: sqrt(negatives / positives) per label, in [1, 10])",
+    "train.thresholds": "several labels a text: global (one threshold) or per_label, chosen on dev to maximise micro-F1",
     "train.dtype": "float32, or float64 for checks",
     "train.calibrate": "fit a softmax temperature on dev after training",
     "train.ensemble": "train K networks from K seeds, saved as one averaging their logits",

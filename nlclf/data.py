@@ -7,10 +7,10 @@ strict decoding and errors on bad lines):
 - ``csv``: a header row naming the ``data.text_field`` and ``data.label_field`` columns; quoted
   fields may hold commas, doubled quotes and newlines. A record is reported by its first line.
 - ``jsonl``: one JSON object per line, with string fields ``data.text_field``/``data.label_field``.
-- ``fasttext``: ``__label__pos some text``. A line with several labels is a bad line unless
-  ``data.multi_label`` is true, which keeps the FIRST label: nlclf trains single-label
-  classifiers, and true multi-label training is not supported yet. As prediction input the
-  leading ``__label__`` tokens are stripped.
+- ``fasttext``: ``__label__pos some text``. Training with several labels on a line is the
+  multi-label readers' (below; ``data.multi_label``); in the single-label readers such a line
+  is a bad line unless ``data.multi_label`` is true, which keeps the FIRST label. As
+  prediction input the leading ``__label__`` tokens are stripped.
 - ``folder``: ``root/<label>/*.txt``, one document per file (its whole content, trailing
   whitespace stripped), in sorted order; hidden files and folders are skipped, and problems
   are reported as line 1 of the document. As prediction input, ``root/*.txt`` and then
@@ -395,9 +395,10 @@ def _fasttext(path, name, opts, bad, known, labelled, id_field=None, keep_all=Fa
                 yield lineno, tuple(labels), text
                 continue
             if len(labels) > 1:
-                if not opts.multi_label:
-                    bad(lineno, f"{len(labels)} labels ({', '.join(labels)}), but nlclf is single-label; "
-                                f"set data.multi_label: true to keep the first")
+                if opts.multi_label is not True:
+                    bad(lineno, f"{len(labels)} labels ({', '.join(labels)}) in single-label data (the "
+                                f"training data has one label a text); set data.multi_label: true to train "
+                                f"on several labels a text")
                     continue
                 several += 1
             problem = _problem(labels[0], text, known)
@@ -407,7 +408,7 @@ def _fasttext(path, name, opts, bad, known, labelled, id_field=None, keep_all=Fa
             yield lineno, labels[0], text
     if several:
         bad.log(f"{name}: {several} line{'s' if several > 1 else ''} with several labels: kept the first "
-                f"(data.multi_label: true; multi-label training is not supported yet)")
+                f"(read as one label a text)")
     bad.done()
 
 
@@ -600,6 +601,14 @@ def label_matrix(label_sets: list, classes: list) -> np.ndarray:
     Y = np.zeros((len(label_sets), len(classes)), dtype=np.uint8)                    # (N, C)
     Y[np.repeat(np.arange(len(label_sets)), counts), cols] = 1
     return Y
+
+
+def may_hold_several(path, opts: DataConfig | None = None) -> bool:
+    """Whether the labelled input at ``path`` can give a text several labels: fastText lines,
+    JSON Lines (a list in the label field), TSV/CSV with data.label_sep; never a folder."""
+    opts = TSV_DEFAULTS if opts is None else opts
+    fmt = infer_format(path) if opts.format == "auto" else opts.format
+    return fmt in ("fasttext", "jsonl") or (fmt in ("tsv", "csv") and bool(opts.label_sep))
 
 
 def several_labels(label_sets: list) -> int:

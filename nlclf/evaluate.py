@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import calibration, checkpoint, data, metrics, plots, rundir, significance
-from .errors import DataError, OutputError
+from .errors import ConfigError, DataError, OutputError
 from .model import Classifier
 from .vocab import LabelSet
 
@@ -35,6 +35,8 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
     if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
         raise OutputError(f"{plot_dir}: --plots names a folder for the pictures; this is an existing file")
     model, cfg, _ = checkpoint.load(model_dir)
+    if model.several:
+        return eval_several(model, cfg, data_path, top_k)
     rows, y = _read_eval(model, data_path, cfg.data)
     probs = model.proba([r[2] for r in rows])
     pred = probs.argmax(1)
@@ -68,6 +70,21 @@ def run_eval(model_dir, data_path, errors: int = 0, bins: int = 15, plot_dir=Non
     return m
 
 
+def eval_several(model: Classifier, cfg, data_path, top_k: int = 1) -> dict:
+    """run_eval of a model with several labels a text: metrics.several_report at the model's
+    thresholds (micro/macro/samples precision, recall, F1, P@1, P@5, R@5, Hamming loss, subset
+    accuracy, the per-label table), with ``top_k`` > 1 also P@k and R@k."""
+    sets, texts = data.read_multilabelled(data_path, cfg.data, known=set(model.labels))
+    Y = data.label_matrix(sets, model.labels)                       # (N, C)
+    S = model.proba(texts)                                          # (N, C)
+    m = metrics.several_report(Y, S, model.thresholds, model.labels)
+    if top_k > 1:
+        k = min(top_k, len(model.labels))
+        m["top_k"] = k
+        m["precision_at_k"], m["recall_at_k"] = metrics.at_k(Y, S, k)
+    return m
+
+
 def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int = 0) -> dict:
     """Both models on the same labelled file, and whether the difference is more than noise:
     McNemar's test on the examples where they disagree, and a paired bootstrap of the
@@ -75,6 +92,10 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
     the tables are over every label either model or the data knows, and an example whose label
     a model never saw counts as that model's error (``notes`` says which)."""
     (ma, cfg, _), (mb, _, _) = checkpoint.load(model_a), checkpoint.load(model_b)
+    several = [str(p) for p, m in ((model_a, ma), (model_b, mb)) if m.several]
+    if several:
+        raise ConfigError(f"{', '.join(several)}: several labels a text; compare tests one label a text so far "
+                          f"(eval each model for its micro-F1)")
     rows = list(data.iter_labelled(data_path, cfg.data))
     if not rows:
         raise DataError(f"{data_path}: no examples")

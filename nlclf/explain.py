@@ -46,7 +46,7 @@ import scipy.sparse as sp
 
 from .model import Classifier
 from .nn import activations, mlp
-from .nn.losses import softmax
+from .nn.mlp import OUTPUTS
 from .text import CHAR_MARK
 
 BATCH = 256          # texts explained together; bounds the (nnz, H) gather
@@ -139,7 +139,7 @@ def explain(model: Classifier, texts: list, k: int = 5, batch: int = BATCH) -> l
         chunk = list(texts[start:start + batch])
         X = model.featurizer.transform(chunk)               # (N, D) CSR or (N, T) ids
         z, c, A = attribute(model.params, model.spec, X)
-        proba = softmax(z / z.dtype.type(model.temperature))   # (N, C)
+        proba = OUTPUTS[model.spec.output](z / z.dtype.type(model.temperature))   # (N, C); σ(z) for several labels
         for i, text in enumerate(chunk):
             if concat:
                 keep = X[i] != model.spec.pad_id

@@ -11,7 +11,7 @@ from . import checkpoint, data, explain, parallel
 from .errors import ConfigError
 from .model import Classifier
 from .nn import mlp
-from .nn.losses import log_softmax
+from .nn.losses import log_softmax, softplus
 from .text import SEP
 
 
@@ -51,7 +51,8 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
     best_ids = [np.zeros(0, np.int64)] * C
     for start in range(0, len(ids), chunk):
         part = ids[start:start + chunk]
-        logp = log_softmax(mlp.forward(model.params, spec, _single_feature_inputs(model, part))[0])
+        z = mlp.forward(model.params, spec, _single_feature_inputs(model, part))[0]
+        logp = -softplus(-z) if spec.output == "sigmoid" else log_softmax(z)      # log σ(z) for several labels
         for c in range(C):                       # keep a running top-k per label
             s = np.concatenate([best[c], logp[:, c]])
             i = np.concatenate([best_ids[c], part])

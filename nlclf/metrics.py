@@ -157,3 +157,16 @@ def choose_thresholds(Y, S, per_label: bool = False, grid=THRESHOLD_GRID):
         th[c], P[:, c] = grid[g], cand[g]
         tp, fp, fn = int(ctp[g]), int(cfp[g]), int(cfn[g])
     return th
+
+
+def several_report(Y, S, thresholds, labels: list, allow_empty: bool = False) -> dict:
+    """multilabel_report of scores S (N, C) decided at ``thresholds`` (decide), with n, the
+    labels, the thresholds, the support-weighted F1 of the labels, and ``multi_label``: the
+    metrics of eval, report.json and report.md for a model with several labels a text."""
+    m = multilabel_report(Y, decide(S, thresholds, allow_empty), S, labels)
+    support = np.array([d["support"] for d in m["per_label"]], dtype=float)
+    f1 = np.array([d["f1"] for d in m["per_label"]])
+    m.update(n=int(len(Y)), labels=list(labels), multi_label=True,
+             weighted_f1=float((f1 * support).sum() / max(support.sum(), 1.0)),
+             thresholds=float(thresholds) if np.ndim(thresholds) == 0 else [float(t) for t in thresholds])
+    return m

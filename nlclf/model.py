@@ -18,9 +18,15 @@ class Classifier:
     labels: list
     temperature: float = 1.0
     compression: dict | None = None      # what nlclf compress did (rows kept, bits, ...); None: not compressed
+    thresholds: object = None       # sigmoid outputs: the threshold (a number, or (C,) one a label) chosen on dev
+
+    @property
+    def several(self) -> bool:
+        """Whether a text may have several labels (a sigmoid output)."""
+        return self.spec.output == "sigmoid"
 
     def proba(self, texts: list) -> np.ndarray:
-        """o (N, C) for raw texts (with the model's softmax temperature)."""
+        """o (N, C) for raw texts (with the model's softmax temperature; σ(z) for several labels)."""
         X = self.featurizer.transform(texts)
         return mlp.predict_proba(self.params, self.spec, X, self.temperature)
 

@@ -22,13 +22,13 @@ import numpy as np
 
 from . import __version__
 from . import calibration, checkpoint, compress, data, features, metrics, plots, report, rundir, runtime
-from .config import AUTO, AUTO_INTS, Config, dump, parse_size, to_dict
+from .config import AUTO, AUTO_INTS, Config, TrainConfig, dump, parse_size, to_dict
 from .errors import CheckpointError, ConfigError, DataError, GateNotMet, Interrupted
 from .features.base import AUTO_TOKENS, TextFeaturizer
 from .model import Classifier
 from .nn import mlp
-from .nn.losses import softmax
-from .training import Data, Hooks, auto_optimizer, fit_ensemble, predict_logits, resolve_auto
+from .nn.losses import sigmoid, softmax
+from .training import Data, Hooks, auto_optimizer, fit_ensemble, pos_weights, predict_logits, resolve_auto
 from .vocab import PAD_ID, LabelSet
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -79,7 +79,8 @@ TRAIN_WRITES = ("model.*.npz", "model.json", "config.yaml", "report.json", "repo
                 "learning_curves.png", "confusion_matrix.png")      # what run_train puts in its folder
 
 
-def net_spec(cfg: Config, featurizer: TextFeaturizer, n_classes: int) -> mlp.NetSpec:
+def net_spec(cfg: Config, featurizer: TextFeaturizer, n_classes: int, several: bool = False) -> mlp.NetSpec:
+    """The network of ``cfg`` for fitted features; ``several``: sigmoid outputs (several labels a text)."""
     f, m = cfg.features, cfg.model
     return mlp.NetSpec(input_kind=f.kind, n_inputs=featurizer.n_features, n_classes=n_classes,
                        hidden=tuple(m.hidden), activation=m.activation, leaky_slope=m.leaky_slope,
@@ -87,7 +88,7 @@ def net_spec(cfg: Config, featurizer: TextFeaturizer, n_classes: int) -> mlp.Net
                        input_dropout=f.word_dropout if f.kind != "embed_concat" else 0.0,
                        embed_dim=f.embed_dim if f.kind != "bow" else 0,
                        max_tokens=f.max_tokens if f.kind == "embed_concat" else 0,
-                       freeze_embeddings=f.freeze, pad_id=PAD_ID)
+                       freeze_embeddings=f.freeze, pad_id=PAD_ID, output="sigmoid" if several else "softmax")
 
 
 def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, labels: list,
@@ -96,10 +97,20 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
     """Build the network for fitted features, initialise it (pretrained rows included) and
     train it (training.fit_ensemble): returns (Classifier with the best dev epoch's weights,
     training.Result). With ``state`` (a saved training.State) training continues from it instead.
-    ``on_checkpoint(state, why, best_model)`` gets a function returning the model so far."""
-    spec = net_spec(cfg, featurizer, len(labels))
+    ``on_checkpoint(state, why, best_model)`` gets a function returning the model so far.
+    y (N, C) 0/1 (several labels a text): sigmoid outputs trained with the binary cross-entropy,
+    and the model's thresholds chosen on dev (train.thresholds)."""
+    several = np.ndim(y) == 2
+    spec = net_spec(cfg, featurizer, len(labels), several)
     dtype = np.dtype(cfg.train.dtype)
     t = cfg.train
+    pos_weight = None
+    if several:
+        t = several_train_config(t, log)
+        pos_weight = pos_weights(y, t.pos_weight)
+        log(f"train: positives weighted {float(pos_weight.min()):.2f} to {float(pos_weight.max()):.2f} "
+            f"(train.pos_weight {t.pos_weight if t.pos_weight == AUTO else f'{t.pos_weight:g}'}"
+            f"{': sqrt(negatives / positives) of each label, in [1, 10]' if t.pos_weight == AUTO else ''})")
     if AUTO in (t.optimizer, t.lr, t.schedule, t.patience):
         size = (X.shape[0], cfg.features.kind == "bow", featurizer.n_tokens)
         t = resolve_auto(t, *size)
@@ -124,9 +135,25 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
         def checkpoint(st, why, best_network):
             on_checkpoint(st, why, lambda: Classifier(featurizer, *best_network(), list(labels)))
     hooks = Hooks(progress=on_progress, checkpoint=checkpoint, stop=should_stop)
-    net, params, result = fit_ensemble(spec, init, Data(X, y, X_dev, y_dev), t, cfg.seed, rng,
+    net, params, result = fit_ensemble(spec, init, Data(X, y, X_dev, y_dev, pos_weight), t, cfg.seed, rng,
                                        hooks, state, cfg.features.embed_lr, cfg.features.embed_l2)
-    return Classifier(featurizer, net, params, list(labels)), result
+    model = Classifier(featurizer, net, params, list(labels))
+    if several:
+        S_dev = sigmoid(predict_logits(params, net, X_dev).astype(np.float64))       # (N, C)
+        model.thresholds = metrics.choose_thresholds(y_dev, S_dev, per_label=t.thresholds == "per_label")
+        th = model.thresholds
+        log(f"thresholds: {'global ' + format(th, 'g') if np.ndim(th) == 0 else f'per label, {th.min():g} to {th.max():g} (median {np.median(th):g})'}"
+            f", chosen on dev for the best micro-F1")
+    return model, result
+
+
+def several_train_config(t: TrainConfig, log) -> TrainConfig:
+    """The training settings of a run with several labels a text: train.metric accuracy (the
+    default) picks the best epoch by micro-F1 instead."""
+    if t.metric == "accuracy":
+        log("train: best epoch by dev micro_f1 (train.metric accuracy is for one label a text)")
+        t = dataclasses.replace(t, metric="micro_f1")
+    return t
 
 
 def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
@@ -259,6 +286,7 @@ class Featurized:
     X_dev: object
     y_dev: np.ndarray
     seconds: float
+    several: bool = False             # several labels a text: y and y_dev are (N, C) uint8 0/1 matrices
 
 
 # --- the stages ---------------------------------------------------------------------------
@@ -277,12 +305,35 @@ def read_inputs(cfg: Config, folder: rundir.RunFolder, paths: dict, resume: bool
     return paths, inputs, state
 
 
+def several_label_sets(cfg: Config, train_path, log) -> list | None:
+    """The training texts' label tuples when the run has several labels a text, else None:
+    data.multi_label true, or auto and some training text has two labels (said through
+    ``log``). Only formats that can hold several labels are looked into (fastText, JSON Lines,
+    TSV/CSV with data.label_sep): one more pass over the labels of the training file."""
+    ml = cfg.data.multi_label
+    if ml is False or (ml == AUTO and not data.may_hold_several(train_path, cfg.data)):
+        return None
+    sets = [these for _, these, _ in data.iter_multilabelled(train_path, cfg.data)]
+    n = data.several_labels(sets)
+    if ml == AUTO:
+        if not n:
+            return None
+        log(f"data.multi_label: several labels a text (auto: {n:,} of {len(sets):,} training texts have two "
+            f"or more, {sum(map(len, sets)) / max(len(sets), 1):.2f} a text): sigmoid outputs, binary "
+            f"cross-entropy, thresholds chosen on dev")
+    return sets
+
+
 def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
     """Stage 2: the vocabulary (and feature weights) from the training split, its X and the
     dev X. With a dev file, two streamed passes over train (vocabulary, then counts); without
-    one, a labels pass, the dev split, then the same two passes. Texts are never held whole."""
+    one, a labels pass, the dev split, then the same two passes. Texts are never held whole.
+    Several labels a text (several_label_sets): see featurize_several."""
     t0 = time.perf_counter()
     train_path, dev_path = paths["train"], paths.get("dev")
+    sets = several_label_sets(cfg, train_path, log)
+    if sets is not None:
+        return featurize_several(cfg, paths, sets, progress, log, t0)
     featurizer = features.make(cfg.features)
     counted = lambda items, stage: _counted(items, stage, progress)
     train_records = lambda: data.iter_labelled(train_path, cfg.data)
@@ -319,21 +370,73 @@ def featurize(cfg: Config, paths: dict, progress, log) -> Featurized:
         del labels, dev_labels
         featurizer.fit_weights(X, y)
         X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
+    _log_auto_features(cfg, featurizer, log)
+    seconds = _featurized(featurizer, X, X_dev, progress, t0)
+    return Featurized(featurizer, label_set, X, y, X_dev, y_dev, seconds)
+
+
+def _log_auto_features(cfg: Config, featurizer, log) -> None:
     auto = [k.removeprefix("features.") for k in sorted(AUTO_INTS) if k.startswith("features.")]
     chosen = [f"{k} {getattr(featurizer.spec, k):,}" for k in auto if getattr(cfg.features, k) == AUTO]
     if chosen:
         log(f"features: {', '.join(chosen)} (auto: chosen by the training set's size, "
             f"{'under' if featurizer.spec.max_size == 0 else 'at least'} {AUTO_TOKENS:,} tokens)")
+
+
+def _featurized(featurizer, X, X_dev, progress, t0: float) -> float:
     seconds = time.perf_counter() - t0
     progress("stage_end", {"stage": "featurize", "rows": int(X.shape[0]), "dev_rows": int(X_dev.shape[0]),
                            "columns": int(featurizer.n_features), "nnz": int(X.nnz if hasattr(X, "nnz") else X.size),
                            "seconds": seconds})
-    return Featurized(featurizer, label_set, X, y, X_dev, y_dev, seconds)
+    return seconds
+
+
+def featurize_several(cfg: Config, paths: dict, sets: list, progress, log, t0: float) -> Featurized:
+    """featurize for several labels a text: ``sets`` are the training file's label tuples; the
+    texts are streamed into the vocabulary and X as for one label (without a dev file, a
+    dev_fraction held out at random, seeded); y and y_dev are (N, C) uint8 0/1 matrices
+    (data.label_matrix) and nb weights count each text for each of its labels."""
+    train_path, dev_path = paths["train"], paths.get("dev")
+    featurizer = features.make(cfg.features)
+    notes = [log]                                     # format notes and bad lines: said once
+    texts = lambda: (text for _, _, text in data.iter_multilabelled(train_path, cfg.data,
+                                                                     notes.pop() if notes else None))
+    counted = lambda items: _counted(items, "read", progress)
+    compact = cfg.features.kind == "bow"                      # X as a RowStore, as featurize makes it
+    with runtime.malloc_thresholds(runtime.FEATURIZING_MALLOC):
+        if dev_path is not None:
+            X = featurizer.fit_counts(lambda: counted(texts()), compact=compact)
+            dev_sets = None
+        else:
+            is_dev = data.stratified_split([these[0] for these in sets], cfg.data.dev_fraction, cfg.seed)
+            log(f"no dev file: held out {int(is_dev.sum())} of the training examples ({cfg.data.dev_fraction:.0%}, "
+                f"by their first label, seed {cfg.seed})")
+            X, X_dev = featurizer.fit_counts(lambda: counted(texts()), is_dev, compact=compact)
+            dev_sets = [these for these, d in zip(sets, is_dev.tolist()) if d]
+            sets = [these for these, d in zip(sets, is_dev.tolist()) if not d]
+        flat = [label for these in sets for label in these]
+        data.check_trainable(flat, train_path)
+        progress("stage_end", {"stage": "read", "lines": len(sets) + len(dev_sets or ()), "file": str(train_path),
+                               "features": featurizer.n_features, "seconds": time.perf_counter() - t0})
+        label_set = _label_set(flat, cfg, train_path)
+        if dev_sets is None:
+            dev_sets, dev_texts = data.read_multilabelled(dev_path, cfg.data, log, known=set(label_set.labels))
+            X_dev = featurizer.transform_counts(dev_texts)
+            del dev_texts
+        Y, Y_dev = data.label_matrix(sets, label_set.labels), data.label_matrix(dev_sets, label_set.labels)
+        featurizer.fit_weights(X, Y)
+        X, X_dev = featurizer.weigh(X), featurizer.weigh(X_dev)
+    _log_auto_features(cfg, featurizer, log)
+    seconds = _featurized(featurizer, X, X_dev, progress, t0)
+    return Featurized(featurizer, label_set, X, Y, X_dev, Y_dev, seconds, several=True)
 
 
 def evaluate_model(cfg: Config, model: Classifier, feats: Featurized, test_path, log) -> tuple:
     """Stage 4: (final metrics of dev and test, calibration or None, test size). With
-    train.calibrate, the softmax temperature is fitted on dev and set on ``model``."""
+    train.calibrate, the softmax temperature is fitted on dev and set on ``model``. Several
+    labels a text: evaluate_several."""
+    if feats.several:
+        return evaluate_several(cfg, model, feats, test_path, log)
     z_dev = predict_logits(model.params, model.spec, feats.X_dev)
     labels = feats.labels
     final = {"dev": metrics.report(feats.y_dev, z_dev.argmax(1), labels.labels)}
@@ -384,6 +487,25 @@ def compress_run(cfg: Config, model: Classifier, paths: dict, r: dict, log) -> C
     return small
 
 
+def evaluate_several(cfg: Config, model: Classifier, feats: Featurized, test_path, log) -> tuple:
+    """evaluate_model for several labels a text: metrics.multilabel_report of dev and test with
+    the model's thresholds (no calibration: the temperature is a softmax's)."""
+    if cfg.train.calibrate:
+        log("train.calibrate: skipped (a softmax temperature; this model has several labels a text)")
+    labels = feats.labels.labels
+    S_dev = sigmoid(predict_logits(model.params, model.spec, feats.X_dev).astype(np.float64))   # (N, C)
+    final = {"dev": metrics.several_report(feats.y_dev, S_dev, model.thresholds, labels)}
+    n_test = 0
+    if test_path is not None:
+        sets, texts = data.read_multilabelled(test_path, cfg.data, log, known=set(labels))
+        Y = data.label_matrix(sets, labels)
+        S = sigmoid(model.logits(texts).astype(np.float64))
+        del texts
+        final["test"] = metrics.several_report(Y, S, model.thresholds, labels)
+        n_test = len(Y)
+    return final, None, n_test
+
+
 def train_report(cfg: Config, feats: Featurized, model: Classifier, result, final: dict, calib, n_test: int,
                  paths: dict, inputs: dict, root: Path, out: Path, command, t_start: float) -> dict:
     """What report.json holds: the data, the network, every epoch, the final metrics, the run."""
@@ -397,7 +519,9 @@ def train_report(cfg: Config, feats: Featurized, model: Classifier, result, fina
                      "n_features": feats.featurizer.n_features},
         "model": {"hidden": list(cfg.model.hidden), "activation": spec.activation,
                   "parameters": mlp.n_params(model.params), "ensemble": cfg.train.ensemble},
-        "metric": cfg.train.metric, "best_epoch": result.best_epoch, "best_score": result.best_score,
+        "multi_label": feats.several,
+        "metric": "micro_f1" if feats.several and cfg.train.metric == "accuracy" else cfg.train.metric,
+        "best_epoch": result.best_epoch, "best_score": result.best_score,
         "members": result.members,
         "history": result.history, "final": final,
         "featurize_seconds": feats.seconds, "train_seconds": result.train_seconds,
@@ -473,7 +597,7 @@ def run_train(cfg: Config, root=None, out_dir=None, overwrite: bool = False,
     try:
         paths, inputs, state = read_inputs(cfg, folder, paths, resume, force, log)
         feats = featurize(cfg, paths, progress, log)
-        shapes = mlp.param_shapes(net_spec(cfg, feats.featurizer, len(feats.labels)))
+        shapes = mlp.param_shapes(net_spec(cfg, feats.featurizer, len(feats.labels), feats.several))
         check_memory(cfg, sum(math.prod(s) for s in shapes.values()) * cfg.train.ensemble)
         model, result = train_model(cfg, feats.featurizer, feats.X, feats.y, feats.X_dev, feats.y_dev,
                                     feats.labels.labels, np.random.default_rng(cfg.seed), root, on_progress, log,
@@ -507,7 +631,7 @@ def _pictures(out: Path, r: dict, log) -> list:
         return []
     m = r["final"].get("test") or r["final"]["dev"]
     pictures = [plots.learning_curves(r["history"], out / "learning_curves.png").name]
-    if m["confusion_matrix"] is not None:
+    if m.get("confusion_matrix") is not None:
         pictures.append(plots.confusion_heatmap(m["confusion_matrix"], m["labels"], out / "confusion_matrix.png").name)
     return pictures
 

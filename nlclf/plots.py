@@ -58,7 +58,8 @@ def learning_curves(history: list, path) -> Path:
     """Train and dev loss per epoch (left), dev accuracy and macro-F1 per epoch (right).
 
     history: the training loop's records, dicts with keys epoch, train_loss, dev_loss,
-    dev_accuracy, dev_macro_f1 (a missing or None value leaves a gap).
+    dev_accuracy (dev_micro_f1 for several labels a text), dev_macro_f1 (a missing or None
+    value leaves a gap).
     """
     fig = _figure(10, 4)
     loss_ax, score_ax = fig.subplots(1, 2)
@@ -75,8 +76,9 @@ def learning_curves(history: list, path) -> Path:
         tag = "" if member == min(runs) else "_"   # one legend entry per curve kind
         loss_ax.plot(epochs, series(hs, "train_loss"), "o-", color="tab:blue", alpha=alpha, label=tag + "train loss")
         loss_ax.plot(epochs, series(hs, "dev_loss"), "s-", color="tab:orange", alpha=alpha, label=tag + "dev loss")
-        score_ax.plot(epochs, series(hs, "dev_accuracy"), "o-", color="tab:green", alpha=alpha,
-                      label=tag + "dev accuracy")
+        first = "dev_micro_f1" if "dev_micro_f1" in hs[0] else "dev_accuracy"     # several labels a text: micro-F1
+        score_ax.plot(epochs, series(hs, first), "o-", color="tab:green", alpha=alpha,
+                      label=tag + ("dev micro-F1" if first == "dev_micro_f1" else "dev accuracy"))
         score_ax.plot(epochs, series(hs, "dev_macro_f1"), "s--", color="tab:purple", alpha=alpha,
                       label=tag + "dev macro-F1")
     members = f" ({len(runs)} ensemble members)" if len(runs) > 1 else ""

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import checkpoint, data, explain, parallel, rundir
+from . import checkpoint, data, explain, metrics, parallel, rundir
 from .errors import CheckpointError, ConfigError, DataError
 
 
@@ -56,10 +56,20 @@ def _batches(lines: Iterable[str], max_batch: int) -> Iterator[list]:
         raise error[0]
 
 
-def top_labels(probs: np.ndarray, labels: list, k: int = 1, threshold: float | None = None) -> list:
+def top_labels(probs: np.ndarray, labels: list, k: int = 1, threshold: float | None = None,
+               keep: np.ndarray | None = None) -> list:
     """For each row of probs (N, C): the (label, probability) pairs of its ``k`` most probable
     labels (every label for k < 1), most probable first (ties: the label order), keeping only
-    those with a probability of at least ``threshold``."""
+    those with a probability of at least ``threshold``, and with ``keep`` (N, C) bool only
+    those it marks (among the k most probable of those)."""
+    if keep is not None:
+        order = np.argsort(-probs, axis=1, kind="stable")                # (N, C)
+        kept = np.take_along_axis(keep, order, axis=1)                  # (N, C), most probable first
+        p = np.take_along_axis(probs, order, axis=1).tolist()
+        limit = probs.shape[1] if k < 1 else k
+        out = [[(labels[i], pi) for i, pi, m in zip(ids, row, ms) if m][:limit]
+               for ids, row, ms in zip(order.tolist(), p, kept.tolist())]
+        return out if threshold is None else [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
     k = probs.shape[1] if k < 1 else min(k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]         # (N, k)
     p = np.take_along_axis(probs, top, axis=1).tolist()
@@ -67,6 +77,24 @@ def top_labels(probs: np.ndarray, labels: list, k: int = 1, threshold: float | N
     if threshold is not None:
         out = [[(l, pi) for l, pi in row if pi >= threshold] for row in out]
     return out
+
+
+def decided_labels(model, probs: np.ndarray, k: int | None = None, threshold: float | None = None,
+                   allow_empty: bool = False) -> list:
+    """The (label, probability) pairs each row of probs (N, C) is given, most probable first:
+    what `nlclf predict`, `nlclf serve` and the Python API print and return.
+
+    One label a text: top_labels with k (None: 1, or every label when a threshold is given)
+    and the threshold. Several labels a text (a sigmoid model): with k and no threshold, the
+    k most probable labels (k = -1: all); otherwise every label at or above the threshold
+    (``threshold``, else the model's own, global or per label, chosen on dev), the most
+    probable one if none is, unless ``allow_empty``, at most k of them when k is given."""
+    if not getattr(model, "several", False):
+        return top_labels(probs, model.labels, resolve_k(k, threshold), threshold)
+    if k is not None and threshold is None:
+        return top_labels(probs, model.labels, k)
+    keep = metrics.decide(probs, model.thresholds if threshold is None else threshold, allow_empty)   # (N, C)
+    return top_labels(probs, model.labels, -1 if k is None else k, keep=keep)
 
 
 def resolve_k(k: int | None, threshold: float | None) -> int:
@@ -77,10 +105,10 @@ def resolve_k(k: int | None, threshold: float | None) -> int:
     return k
 
 
-def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_size: int = 1024,
+def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int | None = 1, batch_size: int = 1024,
                 texts: Iterable[str] | None = None, explain_k: int = 0, workers: int = 0,
                 threshold: float | None = None, id_field: str | None = None,
-                with_text: bool = False) -> Iterator[list]:
+                with_text: bool = False, allow_empty: bool = False) -> Iterator[list]:
     """Batches of results for the input records of ``paths`` ('-' is stdin), or for ``texts``,
     in order. Each result is a dict: "top", the (label, probability) pairs of the ``top_k``
     most probable labels (all of them for top_k < 1) whose probability is at least
@@ -89,10 +117,11 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
     JSON Lines and CSV records, the document's path for a folder, else None); "text" with
     ``with_text``. A batch is whatever input has arrived (at most batch_size records), so
     interactive input is answered at once. Batches are computed by ``workers`` forked
-    processes (0: one per core; 1: in this process)."""
-    model, cfg, _ = checkpoint.load(model_dir)
+    processes (0: one per core; 1: in this process). A model with several labels a text gives
+    the labels of decided_labels (its thresholds unless ``top_k`` or ``threshold`` is given)."""
+    model, cfg, _ = _cached_model(model_dir)
     records = data.iter_records(paths, cfg.data, id_field=id_field) if texts is None else ((None, t) for t in texts)
-    predict_batch = _scorer(model, top_k, threshold, explain_k)
+    predict_batch = _scorer(model, top_k, threshold, explain_k, allow_empty)
     held: collections.deque = collections.deque()      # the records of the batches in flight, in order
 
     def texts_of(batches):
@@ -104,16 +133,20 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int = 1, batch_
         yield _results(held.popleft(), results, explain_k, with_text)
 
 
-def _scorer(model, k: int, threshold: float | None, explain_k: int):
+def _scorer(model, k: int | None, threshold: float | None, explain_k: int, allow_empty: bool = False):
     """The function from a batch of texts to their results (see run_predict)."""
-    labels = model.labels
 
     def predict_batch(batch: list) -> list:
         if explain_k:
             return explain.explain(model, batch, explain_k)
-        return top_labels(model.proba(batch), labels, k, threshold)
+        return decided_labels(model, model.proba(batch), k, threshold, allow_empty)
 
     return predict_batch
+
+
+def is_several(model_dir) -> bool:
+    """Whether the model in ``model_dir`` gives a text several labels (loaded once per process)."""
+    return _cached_model(model_dir)[0].several
 
 
 def _results(batch: list, results: list, explain_k: int, with_text: bool) -> list:
@@ -139,8 +172,9 @@ OUTPUT_SUFFIX = {"text": ".pred", "tsv": ".pred.tsv", "jsonl": ".pred.jsonl"}
 @dataclasses.dataclass(frozen=True)
 class Request:
     """What to compute for each record and how to print it (`nlclf predict`'s options)."""
-    top_k: int = 1
+    top_k: int | None = 1
     threshold: float | None = None
+    allow_empty: bool = False
     explain_k: int = 0
     id_field: str | None = None
     with_text: bool = False
@@ -182,7 +216,7 @@ def predict_part(model_dir: str, part, req: Request) -> tuple:
     once per process."""
     from .report import prediction_lines
     model, cfg, sha = _cached_model(model_dir)
-    predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k)
+    predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k, req.allow_empty)
     out = []
     for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):
         results = _results(batch, predict_batch([t for _, t in batch]), req.explain_k, req.with_text)

@@ -37,9 +37,13 @@ def train_summary(r: dict) -> str:
                 + ", ".join(f"{m['best_epoch']}/{m['epochs']}" for m in r["members"]))
     else:
         best = f"best epoch {r['best_epoch']}/{len(r['history'])}"
-    parts = [f"{r['out_dir']}: {best}", f"dev accuracy {r['final']['dev']['accuracy']:.4f}"]
-    if "test" in r["final"]:
-        parts.append(f"test accuracy {r['final']['test']['accuracy']:.4f}")
+    parts = [f"{r['out_dir']}: {best}"]
+    for split in ("dev", "test"):
+        m = r["final"].get(split)
+        if m is None:
+            continue
+        parts.append(f"{split} micro-F1 {m['micro_f1']:.4f}, P@1 {m['p_at_1']:.4f}" if m.get("multi_label")
+                     else f"{split} accuracy {m['accuracy']:.4f}")
     parts.append(f"{r['total_seconds']:.1f} s")
     line = ", ".join(parts)
     if r.get("still_improving"):
@@ -54,8 +58,10 @@ def event_line(event: str, info: dict) -> str | None:
     if event == "epoch_end":
         member = f"member {info['member']}  " if info.get("member") else ""
         passes = f" ({info['passes']:g} passes)" if info.get("passes") else ""
+        score = (f"dev micro-F1 {info['dev_micro_f1']:.4f}" if "dev_micro_f1" in info
+                 else f"dev accuracy {info['dev_accuracy']:.4f}")
         return (f"{member}epoch {info['epoch']}/{info['epochs']}{passes}  train loss {info['train_loss']:.4f}  dev loss "
-                f"{info['dev_loss']:.4f}  dev accuracy {info['dev_accuracy']:.4f}  macro-F1 "
+                f"{info['dev_loss']:.4f}  {score}  macro-F1 "
                 f"{info['dev_macro_f1']:.4f}  {info['seconds']:.1f} s" + ("  *best*" if info.get("best") else ""))
     if event == "member_start":
         return f"ensemble member {info['member']} of {info['members']}"
@@ -92,6 +98,27 @@ def metrics_table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def several_table(m: dict) -> str:
+    """The figures of a multi-label metrics dict (pipeline.several_report) as Markdown: the
+    micro/macro/samples precision, recall and F1, P@1, P@5, R@5, Hamming loss and subset
+    accuracy, then the per-label table."""
+    f3 = lambda *v: [f"{x:.3f}" for x in v]
+    rows = [[f"*{avg}*", *f3(m[f"{avg}_precision"], m[f"{avg}_recall"], m[f"{avg}_f1"])]
+            for avg in ("micro", "macro", "samples")]
+    lines = table(["average", "precision", "recall", "F1"], rows, right={1, 2, 3})
+    th = m.get("thresholds")
+    th_text = "" if th is None else (f"threshold {th:g}" if not isinstance(th, list) else
+                                     f"per-label thresholds {min(th):g} to {max(th):g}")
+    lines += ["", f"P@1 {m['p_at_1']:.4f}  P@5 {m['p_at_5']:.4f}  R@5 {m['r_at_5']:.4f}  Hamming loss "
+                  f"{m['hamming_loss']:.4f}  subset accuracy {m['subset_accuracy']:.4f}  (n = {m['n']}"
+                  + (f", {th_text})" if th_text else ")"), ""]
+    per = sorted(m["per_label"], key=lambda d: (-d["support"], d["label"]))
+    lines += table(["label", "precision", "recall", "F1", "support"],
+                   [[d["label"], *f3(d["precision"], d["recall"], d["f1"]), d["support"]] for d in per],
+                   right={1, 2, 3, 4})
+    return "\n".join(lines)
+
+
 def _best_epoch_lines(r: dict) -> list:
     if not r.get("members"):
         return [f"- best epoch: {r['best_epoch']} of {len(r['history'])} (dev {r['metric']} {r['best_score']:.4f})"]
@@ -113,11 +140,14 @@ def train_markdown(r: dict) -> str:
            f"- training loop: {r['train_seconds']:.2f} s; whole run {r['total_seconds']:.2f} s", "",
            "## Epochs", ""]
     members = bool(r.get("members"))
-    out += ["| " + ("member | " if members else "") + "epoch | train loss | dev loss | dev accuracy | dev macro-F1 "
+    several = bool(r.get("multi_label"))
+    first = "dev micro-F1" if several else "dev accuracy"
+    out += ["| " + ("member | " if members else "") + f"epoch | train loss | dev loss | {first} | dev macro-F1 "
             "| lr | seconds |", "|" + "---:|" * (7 + members)]
     for h in r["history"]:
+        score = h["dev_micro_f1"] if several else h["dev_accuracy"]
         out.append("| " + (f"{h['member']} | " if members else "") + f"{h['epoch']} | {h['train_loss']:.4f} "
-                   f"| {h['dev_loss']:.4f} | {h['dev_accuracy']:.4f} | {h['dev_macro_f1']:.4f} | {h['lr']:.3g} "
+                   f"| {h['dev_loss']:.4f} | {score:.4f} | {h['dev_macro_f1']:.4f} | {h['lr']:.3g} "
                    f"| {h['seconds']:.2f} |")
     cal = r.get("calibration")
     if cal:
@@ -138,7 +168,10 @@ def train_markdown(r: dict) -> str:
         out += ["", f"![{pic}]({pic})"]
     for split in ("dev", "test"):
         m = r["final"].get(split)
-        if m:
+        if m and m.get("multi_label"):
+            out += ["", f"## {split.capitalize()} set: micro-F1 {m['micro_f1']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+                        f"P@1 {m['p_at_1']:.4f}", "", several_table(m)]
+        elif m:
             out += ["", f"## {split.capitalize()} set: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}",
                     "", metrics_table(m)]
     return "\n".join(out) + "\n"
@@ -216,6 +249,11 @@ def prediction_lines(batch: list, fmt: str, proba: bool, many: bool, explain: bo
 
 def eval_text(m: dict) -> str:
     """What `nlclf eval` prints: the headline, top-k figures, the per-class table, mistakes."""
+    if m.get("multi_label"):
+        k = m.get("top_k", 1)
+        at_k = f"\nP@{k} {m['precision_at_k']:.4f}  R@{k} {m['recall_at_k']:.4f}" if k > 1 else ""
+        return (f"micro-F1 {m['micro_f1']:.4f}  macro-F1 {m['macro_f1']:.4f}  samples-F1 {m['samples_f1']:.4f}  "
+                f"P@1 {m['p_at_1']:.4f}  (n = {m['n']}){at_k}\n\n" + several_table(m) + "\n")
     lines = [f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  expected calibration error "
              f"{m['ece']:.4f}  (n = {m['n']})"]
     if m.get("top_k", 1) > 1:

@@ -23,7 +23,7 @@ from .cluster import executor
 from .config import Config
 from .errors import ConfigError, DataError, Interrupted, NlclfError, OutputError
 from .evaluate import score
-from .pipeline import data_root, fit_lists, with_root
+from .pipeline import data_root, fit_lists, several_label_sets, with_root
 
 HALVING_ETA = 3
 
@@ -88,6 +88,10 @@ def _training_examples(cfg: Config, root) -> tuple:
     if not path.exists():
         raise DataError(f"{path}: file not found (paths in the config are relative to the data root "
                         f"{data_root(root, cfg)}; set --data-root or NLCLF_DATA_ROOT)")
+    if several_label_sets(cfg, path, lambda msg: None) is not None:
+        raise ConfigError(f"{path}: several labels a text (data.multi_label {cfg.data.multi_label}); cv and tune "
+                          f"train one label a text so far: use nlclf train, which picks its epoch and thresholds "
+                          f"on dev")
     return data.read_labelled(path, cfg.data)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from . import __version__, api
 from .errors import CheckpointError, NlclfError
 from .explain import explain as explain_texts
-from .predict import resolve_k, top_labels
+from .predict import decided_labels, resolve_k
 from .report import prediction_record
 from .runtime import blas_threads
 
@@ -73,11 +73,12 @@ class Job:
     proba: bool
     explain: int
     future: asyncio.Future
+    allow_empty: bool = False
 
 
 # --- reading a request -----------------------------------------------------------------------
 
-FIELDS = {"texts", "k", "threshold", "proba", "explain"}
+FIELDS = {"texts", "k", "threshold", "proba", "explain", "allow_empty"}
 
 
 def _type(v) -> str:
@@ -132,11 +133,14 @@ def parse_predict(body: bytes, max_texts: int) -> dict:
     proba = req.get("proba", True)
     if not isinstance(proba, bool):
         raise BadRequest(422, f"proba must be true or false; got {json.dumps(proba)}")
+    allow_empty = req.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise BadRequest(422, f"allow_empty must be true or false; got {json.dumps(allow_empty)}")
     explain = req.get("explain", 0)
     if not isinstance(explain, int) or isinstance(explain, bool) or not 0 <= explain <= MAX_EXPLAIN:
         raise BadRequest(422, f"explain must be an integer from 0 to {MAX_EXPLAIN}; got {json.dumps(explain)}")
     return {"texts": texts, "k": k, "threshold": None if threshold is None else float(threshold),
-            "proba": proba, "explain": explain}
+            "proba": proba, "explain": explain, "allow_empty": allow_empty}
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -159,9 +163,8 @@ def score(model: api.Model, jobs: list) -> list:
         start = 0
         for i in plain:
             j = jobs[i]
-            k = resolve_k(j.k, j.threshold)
-            many = k != 1 or j.threshold is not None
-            rows = top_labels(probs[start:start + len(j.texts)], model.labels, k, j.threshold)
+            many = model.multi_label or resolve_k(j.k, j.threshold) != 1 or j.threshold is not None
+            rows = decided_labels(model.classifier, probs[start:start + len(j.texts)], j.k, j.threshold, j.allow_empty)
             start += len(j.texts)
             records = [prediction_record({"top": r}, many, False) for r in rows]
             bodies[i] = records if j.proba else [_drop_proba(r) for r in records]
@@ -263,9 +266,13 @@ PREDICT_SCHEMA = {
         "texts": {"type": "array", "minItems": 1, "items": {"type": "string"},
                   "description": "The texts to classify (at most --max-texts)."},
         "k": {"type": ["integer", "null"], "description": "The k most probable labels of each text (-1: all). "
-              "Default 1, or every label at or above threshold when one is given."},
+              "Default 1, or every label at or above threshold when one is given; a multi-label model's "
+              "default: every label at or above its thresholds."},
         "threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
-                      "description": "Only labels with at least this probability (possibly none)."},
+                      "description": "Only labels with at least this probability (possibly none; a multi-label "
+                                     "model: the top one unless allow_empty)."},
+        "allow_empty": {"type": "boolean", "default": False,
+                        "description": "Multi-label models: a text no label reaches the threshold of gets none."},
         "proba": {"type": "boolean", "default": True, "description": "Include the probabilities."},
         "explain": {"type": "integer", "minimum": 0, "maximum": MAX_EXPLAIN, "default": 0,
                     "description": "Instead: the label and the n features that pushed it most toward "
@@ -276,7 +283,7 @@ PREDICT_SCHEMA = {
 RESULT_SCHEMA = {
     "type": "object",
     "properties": {"results": {"type": "array", "description": "One result per text, in order: "
-                               "label, proba; top with k != 1 or a threshold; toward, against with explain.",
+                               "label, proba; top with k != 1, a threshold or a multi-label model; toward, against with explain.",
                                "items": {"type": "object"}}},
 }
 ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
@@ -388,7 +395,8 @@ async def answer_predict(state: State, scope, receive) -> tuple:
     finally:
         batcher.reading -= 1
     future = asyncio.get_running_loop().create_future()
-    batcher.submit(Job(req["texts"], req["k"], req["threshold"], req["proba"], req["explain"], future))
+    batcher.submit(Job(req["texts"], req["k"], req["threshold"], req["proba"], req["explain"], future,
+                       req["allow_empty"]))
     return 200, await future, len(req["texts"])
 
 

@@ -24,7 +24,7 @@ from .errors import CheckpointError, Interrupted, TrainingDiverged
 from .runtime import TRAINING_MALLOC, blas_threads, malloc_thresholds
 from .nn import mlp, optim
 from .nn.layers import SparseBatch
-from .nn.losses import cross_entropy, log_softmax
+from .nn.losses import binary_cross_entropy, cross_entropy, log_softmax, sigmoid
 
 EVAL_BATCH = 2048
 PREFETCH = 8
@@ -95,12 +95,46 @@ def predict_logits(params, spec, X, batch: int = EVAL_BATCH):
 
 
 def evaluate(params, spec, X, y) -> dict:
-    """Mean loss, accuracy and macro-F1 on (X, y)."""
+    """Mean loss, accuracy and macro-F1 on (X, y) (micro-F1: the accuracy, one label a text);
+    for a sigmoid output see evaluate_several."""
     z = predict_logits(params, spec, X)
+    if spec.output == "sigmoid":
+        return evaluate_several(z, y)
     loss = float(-log_softmax(z.astype(np.float64))[np.arange(len(y)), y].mean()) if len(y) else 0.0
     out = metrics.quick(y, z.argmax(axis=1), spec.n_classes)
+    out["micro_f1"] = out["accuracy"]
     out["loss"] = loss
     return out
+
+
+def evaluate_several(z, Y) -> dict:
+    """Several labels a text, logits z (N, C) against Y (N, C) 0/1: the mean binary cross-entropy
+    (no smoothing, no weights), and micro- and macro-F1 at the global threshold that maximises
+    the micro-F1 (metrics.choose_thresholds: the decision the saved model will make)."""
+    if not len(Y):
+        return {"loss": 0.0, "micro_f1": 0.0, "macro_f1": 0.0, "threshold": 0.5}
+    z = z.astype(np.float64)
+    loss = binary_cross_entropy(z, Y)[0]
+    S = sigmoid(z)                                                   # (N, C)
+    t = metrics.choose_thresholds(Y, S)
+    out = metrics.multilabel_quick(Y, metrics.decide(S, t))
+    out.update(loss=loss, threshold=t)
+    return out
+
+
+POS_WEIGHT_RANGE = (1.0, 10.0)          # train.pos_weight auto: sqrt(negatives / positives), clipped to this
+
+
+def pos_weights(Y, pos_weight) -> np.ndarray:
+    """(C,) float32 weights of each label's positives in the binary cross-entropy, from the
+    training labels Y (N, C): a number for every label, or for ``auto`` sqrt((N − n_c) / n_c)
+    clipped to POS_WEIGHT_RANGE (n_c texts with label c): a label on 1 % of the texts gets
+    about 10, one on a quarter of them 1.7, one on half or more 1 (no weight)."""
+    n_c = np.asarray(Y.sum(axis=0, dtype=np.int64), dtype=np.float64)          # (C,)
+    if pos_weight != AUTO:
+        return np.full(len(n_c), float(pos_weight), dtype=np.float32)
+    w = np.sqrt((Y.shape[0] - n_c) / np.maximum(n_c, 1.0))
+    return np.clip(w, *POS_WEIGHT_RANGE).astype(np.float32)
 
 
 def _diverged(loss: float, params: dict, epoch: int, batch: int):
@@ -207,12 +241,15 @@ def new_state(params: dict, opt, rng: np.random.Generator) -> State:
 class Data:
     """What the network trains on: X (N, ·) and y (N,) label ids, X_dev and y_dev for early
     stopping; X is CSR for the bag kinds (or anything CSR rows can be cut from by ``X[rows]``,
-    as features.store.RowStore), (N, T) int32 ids for embed_concat."""
+    as features.store.RowStore), (N, T) int32 ids for embed_concat. For a sigmoid output y
+    and y_dev are (N, C) uint8 0/1 label matrices (made float per batch only) and
+    ``pos_weight`` (C,) weighs each label's positives."""
 
     X: object
     y: np.ndarray
     X_dev: object
     y_dev: np.ndarray
+    pos_weight: np.ndarray | None = None
 
 
 @dataclass
@@ -253,11 +290,14 @@ def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.r
     with malloc_thresholds(TRAINING_MALLOC), blas_threads(1), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         cfg = resolve_auto(cfg, n_rows(data.X), spec.input_kind == "bow")
+        if spec.output == "sigmoid" and cfg.metric == "accuracy":      # several labels a text: micro-F1
+            cfg = dataclasses.replace(cfg, metric="micro_f1")
         return _fit(spec, params, data, cfg, rng, hooks or Hooks(), state, embed_lr, embed_l2)
 
 
 def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, embed_lr, embed_l2) -> Result:
     X, y, X_dev, y_dev = data.X, data.y, data.X_dev, data.y_dev
+    several = spec.output == "sigmoid"
     decay, lr_mult = regularization(spec, cfg, embed_lr, embed_l2)
     progress = hooks.progress or (lambda event, info: None)
     stop = hooks.stop
@@ -301,7 +341,10 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
             for b, (idx, Xb) in enumerate(batches(X, rows, bs, state.batch, sparse), start=state.batch):
                 yb = y[idx]
                 z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
-                loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
+                if several:
+                    loss, dz = binary_cross_entropy(z, yb, cfg.label_smoothing, data.pos_weight)
+                else:
+                    loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
                 grads = mlp.backward(params, spec, caches, dz)
                 loss += mlp.add_l2(params, grads, decay)
                 if cfg.clip_norm > 0:
@@ -327,8 +370,12 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
             if parts > 1:
                 record["passes"] = round(epoch / parts, 4)
             dev = evaluate(params, spec, X_dev, y_dev)
-            record.update({"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"],
-                           "dev_macro_f1": dev["macro_f1"]})
+            if several:
+                record.update({"dev_loss": dev["loss"], "dev_micro_f1": dev["micro_f1"],
+                               "dev_macro_f1": dev["macro_f1"], "dev_threshold": dev["threshold"]})
+            else:
+                record.update({"dev_loss": dev["loss"], "dev_accuracy": dev["accuracy"],
+                               "dev_macro_f1": dev["macro_f1"]})
             state.history.append(record)
             score = dev[cfg.metric]
             improved = score > state.best_score

@@ -424,7 +424,7 @@ BAD_CASES = {
         {"train": "train.jsonl"}, lambda r: [f"{r / 'train.jsonl'}:3", "'label'"]),
     "fasttext-several-labels": data_bad(
         {"train.ft": "__label__sport goal\n__label__food pasta\n\n__label__tech __label__food laptop\n"},
-        {"train": "train.ft"}, lambda r: [f"{r / 'train.ft'}:4", "data.multi_label"]),
+        {"train": "train.ft", "multi_label": False}, lambda r: [f"{r / 'train.ft'}:4", "data.multi_label"]),
     "folder-single-label": case_folder_single_label,
     "tsv-path-is-a-folder": case_train_path_is_folder,
     "undecodable-byte": data_bad(

@@ -315,7 +315,7 @@ def test_predict_input_bad_record(tmp_path):
     ("on_bad_line", "skipp", "did you mean 'skip'"),
     ("text_field", "''", "a non-empty"),
     ("label_field", "text", "must differ from data.text_field"),
-    ("multi_label", "'yes'", "true or false"),
+    ("multi_label", "'yes'", "true, false or auto"),
 ])
 def test_config_rules_for_data_keys(key, value, needle):
     with pytest.raises(ConfigError) as e:

@@ -224,7 +224,7 @@ def test_auto_optimizer_keys_in_the_config():
     assert config.load_text("data: {train: t.tsv}\ntrain: {lr: 1e-3}\n", "c.yaml").train.lr == 0.001
     with pytest.raises(ConfigError, match=r"c.yaml:2: train.lr: must be a number or auto; got fast"):
         config.load_text("data: {train: t.tsv}\ntrain: {lr: fast}\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"train.metric: must be one of accuracy, macro_f1; got auto"):
+    with pytest.raises(ConfigError, match=r"train.metric: must be one of accuracy, macro_f1, micro_f1; got auto"):
         config.load_text("data: {train: t.tsv}\ntrain: {metric: auto}\n", "c.yaml")
     assert config.load_text("data: {train: t.tsv}\ntrain: {optimizer: adagrad}\n", "c.yaml").train.optimizer == \
         "adagrad"

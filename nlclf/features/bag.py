@@ -523,7 +523,8 @@ class Bag(TextFeaturizer):
 
     def fit_weights(self, X, y=None) -> None:
         """The idf (tfidf) or NB spread (nb) of each feature from the training counts X (N, D)
-        and label ids y (N,): see features.weighting."""
+        and label ids y (N,), or the 0/1 label matrix Y (N, C) of several labels a text: see
+        features.weighting."""
         w = weighting.fit(self.spec.weighting, X, y, self.n_features, self.spec.nb_alpha)
         if w is not None:
             self.weights = w

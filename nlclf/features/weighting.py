@@ -32,6 +32,8 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     if y is None:
         raise ValueError("nb weighting needs the training labels")
     y = np.asarray(y)
+    if y.ndim == 2:
+        return _nb_spread_several(X, y, alpha, block)
     N, D = X.shape
     C = int(y.max()) + 1 if len(y) else 1
     dense = D * C <= NB_DENSE_COUNTS
@@ -51,6 +53,23 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     for s in range(0, D, block):
         part = counts[s:s + block]
         L = np.log((part if dense else part.toarray()) + alpha) - log_total                # (b, C)
+        out[s:s + block] = L.max(axis=1) - L.min(axis=1)
+    return out
+
+
+def _nb_spread_several(X, Y, alpha: float, block: int):
+    """nb_spread for several labels a text, Y (N, C) 0/1: p_c counts the rows holding the feature
+    among those with label c (a row counts for each of its labels). The (D, C) counts are one
+    sparse product of the binarised X and Y, made dense ``block`` features at a time."""
+    N, D = X.shape
+    C = Y.shape[1]
+    B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), X.indices, X.indptr), shape=(N, D))  # (N, D) 0/1
+    counts = (B.T.tocsr() @ sp.csr_matrix(Y.astype(np.float32))).tocsr()                       # (D, C)
+    log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0), dtype=np.float64).ravel())   # (C,)
+    block = max(1, min(block, NB_BLOCK_VALUES // C))
+    out = np.empty(D, dtype=np.float32)
+    for s in range(0, D, block):
+        L = np.log(counts[s:s + block].toarray().astype(np.float64) + alpha) - log_total       # (b, C)
         out[s:s + block] = L.max(axis=1) - L.min(axis=1)
     return out
 

@@ -16,9 +16,10 @@ import numpy as np
 
 from . import activations
 from .layers import KINDS, Rows, as_batch, drop_entries, dropout_mask, row_mean
-from .losses import softmax
+from .losses import sigmoid, softmax
 
 INPUT_KINDS = ("bow", "embed_mean", "embed_concat")
+OUTPUTS = {"softmax": softmax, "sigmoid": sigmoid}     # o from z: one label a text, or any number
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class NetSpec:
     ``embed_concat`` (X is (N, T) token ids; f = [E j1; ...; E jT]).
     input_dropout: on ``bow``, dropout of the bag's entries; on ``embed_mean``,
     word dropout (the mean is taken over the surviving words).
+    output: ``softmax`` (one label a text, o sums to 1) or ``sigmoid`` (any number of labels
+    a text: C independent probabilities).
     """
 
     input_kind: str
@@ -46,6 +49,7 @@ class NetSpec:
     max_tokens: int = 0                 # T (embed_concat)
     freeze_embeddings: bool = False
     pad_id: int = 0
+    output: str = "softmax"
 
 
 class Layer(NamedTuple):
@@ -261,11 +265,11 @@ def merge(spec: NetSpec, members: list) -> tuple:
 
 
 def predict_proba(params: dict, spec: NetSpec, X, temperature: float = 1.0):
-    """Class probabilities o (N, C)."""
+    """Class probabilities o (N, C): softmax(z), or σ(z) elementwise for a sigmoid output."""
     z, _ = forward(params, spec, X)
     if temperature != 1.0:
         z = z / z.dtype.type(temperature)
-    return softmax(z)
+    return OUTPUTS[spec.output](z)
 
 
 def n_params(params: dict) -> int:
