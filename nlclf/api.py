@@ -207,7 +207,8 @@ class Model:
         predicted label, its probability, and the k features that pushed its logit most
         toward it and most against it (gradient × input on the first layer). A dict
         {"label", "proba", "toward": [(feature, score), ...], "against": [...]}, or a list of
-        such dicts for a list of texts."""
+        such dicts for a list of texts. A model with several labels a text adds "labels": one
+        such dict for every label it predicts, most probable first."""
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise TypeError(f"k must be a positive integer; got {k!r}")
         one = isinstance(text, str)

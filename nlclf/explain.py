@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from . import metrics
 from .model import Classifier
 from .nn import activations, mlp
 from .nn.mlp import OUTPUTS
@@ -130,25 +131,42 @@ def explain(model: Classifier, texts: list, k: int = 5, batch: int = BATCH) -> l
     (positive scores only in ``toward``, negative only in ``against``). Features are
     vocabulary tokens and n-grams, ``#bucket<b>`` for hashed n-grams, ``<unk>`` for unknown
     words; for ``embed_concat`` one entry per position, padding skipped. ``proba`` uses the
-    model's temperature.
+    model's temperature. A model with several labels a text also gives "labels": one such
+    {"label", "proba", "toward", "against"} for every label it predicts (at or above its
+    threshold, the most probable one at least), most probable first; the top-level keys are
+    the first of them.
     """
     tokens = model.featurizer.vocab.tokens
     concat = model.spec.input_kind == "embed_concat"
+    several = model.spec.output == "sigmoid"
     out = []
     for start in range(0, len(texts), batch):
         chunk = list(texts[start:start + batch])
         X = model.featurizer.transform(chunk)               # (N, D) CSR or (N, T) ids
         z, c, A = attribute(model.params, model.spec, X)
         proba = OUTPUTS[model.spec.output](z / z.dtype.type(model.temperature))   # (N, C); σ(z) for several labels
-        for i, text in enumerate(chunk):
+        rows, labels = np.arange(len(chunk)), c             # (R,) the (text, label) pairs explained
+        if several:
+            keep = metrics.decide(proba, 0.5 if model.thresholds is None else model.thresholds)   # (N, C)
+            rows, labels = np.nonzero(keep)
+            order = np.lexsort((-proba[rows, labels], rows))                # by text, most probable first
+            rows, labels = rows[order], labels[order]
+            _, _, A = attribute(model.params, model.spec, X[rows], labels)  # one row a pair
+        per_text = [[] for _ in chunk]
+        for r, (i, label) in enumerate(zip(rows.tolist(), labels.tolist())):
             if concat:
-                keep = X[i] != model.spec.pad_id
-                cols, scores = X[i][keep], A[i][keep]
+                keep_t = X[i] != model.spec.pad_id
+                cols, scores = X[i][keep_t], A[r][keep_t]
             else:
-                sl = slice(A.indptr[i], A.indptr[i + 1])
+                sl = slice(A.indptr[r], A.indptr[r + 1])
                 cols, scores = A.indices[sl], A.data[sl]
             names = [feature_name(j, tokens) for j in cols.tolist()]
             toward, against = _top(names, np.asarray(scores, dtype=np.float64), k)
-            out.append({"text": text, "label": model.labels[int(c[i])], "proba": float(proba[i, c[i]]),
-                        "toward": toward, "against": against})
+            per_text[i].append({"label": model.labels[label], "proba": float(proba[i, label]),
+                                "toward": toward, "against": against})
+        for text, explained in zip(chunk, per_text):
+            item = {"text": text, **explained[0]}
+            if several:
+                item["labels"] = explained
+            out.append(item)
     return out

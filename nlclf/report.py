@@ -199,18 +199,29 @@ def _one_line(text: str) -> str:
 
 
 def _explanation(e: dict, fmt: str) -> list:
+    """The fields of an explanation: label, probability, toward, against; for several labels a
+    text, those four for each predicted label in turn."""
     fmt_list = lambda xs: ", ".join(f"{f} {v:+.3f}" for f, v in xs)
-    return [e["label"], f"{e['proba']:.4f}", fmt_list(e["toward"]) or "-", fmt_list(e["against"]) or "-"]
+    return [x for one in e.get("labels", [e])
+            for x in (one["label"], f"{one['proba']:.4f}", fmt_list(one["toward"]) or "-", fmt_list(one["against"]) or "-")]
+
+
+def _explained(e: dict) -> dict:
+    return {"label": e["label"], "proba": round(e["proba"], 6),
+            "toward": [[f, round(v, 6)] for f, v in e["toward"]],
+            "against": [[f, round(v, 6)] for f, v in e["against"]]}
 
 
 def prediction_record(r: dict, many: bool, explain: bool) -> dict:
     """One result of predict.run_predict as the JSON object `predict --format jsonl` prints
     (and `nlclf serve` answers): label and probability (6 decimals), "top" with ``many``, the
-    explanation's "toward" and "against" with ``explain``."""
+    explanation's "toward" and "against" with ``explain`` (and "labels", one such object for
+    each predicted label, for several labels a text)."""
     if explain:
-        return {"label": r["label"], "proba": round(r["proba"], 6),
-                "toward": [[f, round(v, 6)] for f, v in r["toward"]],
-                "against": [[f, round(v, 6)] for f, v in r["against"]]}
+        obj = _explained(r)
+        if "labels" in r:
+            obj["labels"] = [_explained(e) for e in r["labels"]]
+        return obj
     top = r["top"]
     obj = {"label": top[0][0] if top else None, "proba": round(top[0][1], 6) if top else None}
     if many:

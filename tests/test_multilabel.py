@@ -262,3 +262,33 @@ def test_cv_and_compare_refuse_several_labels_a_text(trained):
         run_cv(cfg, 2, root=root)
     with pytest.raises(ConfigError, match="several labels a text; compare tests one label a text so far"):
         run_compare(root / "run", root / "run", root / "test.txt")
+
+
+def test_explain_gives_every_predicted_label_its_features(trained):
+    """--explain on a multi-label model: one explanation for each label it predicts, most
+    probable first, each the gradient × input of that label's logit (its own words push it up)."""
+    from nlclf import explain
+    root, _, _ = trained
+    model = api.load(root / "run")
+    out = explain.explain(model.classifier, PREDICT, k=3)
+    predicted = model.predict(PREDICT)
+    for text, e, labels in zip(PREDICT, out, predicted):
+        assert [x["label"] for x in e["labels"]] == labels
+        assert e["label"] == labels[0] and e["toward"] == e["labels"][0]["toward"]
+        probs = [x["proba"] for x in e["labels"]]
+        assert probs == sorted(probs, reverse=True)
+        for x in e["labels"]:
+            if set(text.split()) & set(WORDS[x["label"]]):                   # its own words push it most
+                assert set(x["toward"][0][0].lstrip("~").split()) & set(WORDS[x["label"]]), (text, x)
+    single, _, _ = explain.attribute(model.classifier.params, model.classifier.spec,
+                                     model.classifier.featurizer.transform(PREDICT[:1]),
+                                     np.array([CLASSES.index(predicted[0][1])]))
+    assert out[0]["labels"][1]["proba"] == pytest.approx(float(sigmoid(single[0, CLASSES.index(predicted[0][1])])),
+                                                         rel=1e-5)
+    r = run_cli("predict", root / "run", "--explain", "2", "--format", "jsonl", input=PREDICT[0] + "\n")
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert [x["label"] for x in rec["labels"]] == predicted[0] and rec["label"] == predicted[0][0]
+    text = run_cli("predict", root / "run", "--explain", "2", input=PREDICT[0] + "\n")
+    fields = text.stdout.rstrip("\n").split(" ")
+    assert text.returncode == 0 and fields[0] == predicted[0][0] and predicted[0][1] in fields
