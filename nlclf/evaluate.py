@@ -92,10 +92,11 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
     the tables are over every label either model or the data knows, and an example whose label
     a model never saw counts as that model's error (``notes`` says which)."""
     (ma, cfg, _), (mb, _, _) = checkpoint.load(model_a), checkpoint.load(model_b)
-    several = [str(p) for p, m in ((model_a, ma), (model_b, mb)) if m.several]
-    if several:
-        raise ConfigError(f"{', '.join(several)}: several labels a text; compare tests one label a text so far "
-                          f"(eval each model for its micro-F1)")
+    if ma.several != mb.several:
+        one, other = (model_a, model_b) if ma.several else (model_b, model_a)
+        raise ConfigError(f"{one} gives several labels a text and {other} one: compare needs two models of a kind")
+    if ma.several:
+        return compare_several((model_a, ma), (model_b, mb), cfg, data_path, resamples, seed)
     rows = list(data.iter_labelled(data_path, cfg.data))
     if not rows:
         raise DataError(f"{data_path}: no examples")
@@ -118,4 +119,35 @@ def run_compare(model_a, model_b, data_path, resamples: int = 10000, seed: int =
     out["b_minus_a"] = {k: out["b"][k] - out["a"][k] for k in ("accuracy", "macro_f1")}
     out["mcnemar"] = significance.mcnemar(y, preds[0], preds[1])
     out["bootstrap"] = significance.paired_bootstrap(y, preds[0], preds[1], resamples, seed)
+    return out
+
+
+def compare_several(a: tuple, b: tuple, cfg, data_path, resamples: int = 10000, seed: int = 0) -> dict:
+    """run_compare of two models with several labels a text, (path, Classifier) each: both
+    decide at their own thresholds; the metrics of each (metrics.multilabel_report over every
+    label either model or the data knows; a label a model never saw is one it never predicts),
+    B − A of micro-F1, macro-F1, P@1 and subset accuracy, McNemar's test on the texts whose
+    labels each model got exactly, and a paired bootstrap of the micro-F1 difference."""
+    sets, texts = data.read_multilabelled(data_path, cfg.data)
+    names = sorted(set(a[1].labels) | set(b[1].labels) | {l for these in sets for l in these})
+    Y = data.label_matrix(sets, names).astype(bool)                      # (N, C) over the union
+    out, decided, notes = {}, [], []
+    for key, (path, model) in (("a", a), ("b", b)):
+        cols = np.array([names.index(l) for l in model.labels])
+        S = np.zeros(Y.shape)                                           # (N, C) scores, 0 for unknown labels
+        S[:, cols] = model.proba(texts)
+        P = np.zeros(Y.shape, dtype=bool)
+        P[:, cols] = metrics.decide(S[:, cols], 0.5 if model.thresholds is None else model.thresholds)
+        decided.append(P)
+        unseen = sorted(set(names) - set(model.labels))
+        if unseen and Y[:, [names.index(l) for l in unseen]].any():
+            notes.append(f"model {key.upper()} ({path}) never saw the label(s) {', '.join(unseen[:5])}"
+                         f"{' ...' if len(unseen) > 5 else ''}: it never predicts them")
+        out[key] = dict(metrics.multilabel_report(Y, P, S, names), model=str(path), n=int(len(Y)))
+    out["multi_label"] = True
+    out["notes"] = notes
+    out["b_minus_a"] = {k: out["b"][k] - out["a"][k] for k in ("micro_f1", "macro_f1", "p_at_1", "subset_accuracy")}
+    exact = [(P == Y).all(axis=1) for P in decided]                      # (N,) every label right
+    out["mcnemar"] = significance.mcnemar_of(*exact)
+    out["bootstrap"] = significance.paired_bootstrap_micro_f1(Y, decided[0], decided[1], resamples, seed)
     return out

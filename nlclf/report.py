@@ -283,16 +283,21 @@ def eval_text(m: dict) -> str:
 def compare_text(r: dict) -> str:
     """What `nlclf compare` prints: both models' metrics, B − A, McNemar and the bootstrap."""
     a, b, mc, bs = r["a"], r["b"], r["mcnemar"], r["bootstrap"]
+    several = r.get("multi_label", False)
+    rows = ((("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("p_at_1", "P@1"), ("subset_accuracy", "exact match"))
+            if several else (("accuracy", "accuracy"), ("macro_f1", "macro-F1")))
     lines = ["| metric | A | B | B − A |", "|---|---:|---:|---:|"]
-    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+    for key, name in rows:
         lines.append(f"| {name} | {a[key]:.4f} | {b[key]:.4f} | {r['b_minus_a'][key]:+.4f} |")
-    lines += ["", f"A: {a['model']}", f"B: {b['model']}",
-              f"n = {mc['n']} examples; A right and B wrong: {mc['b']}, A wrong and B right: {mc['c']}",
-              f"McNemar: exact p = {mc['p_exact']:.4g} (chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})",
-              f"paired bootstrap ({bs['resamples']} resamples): accuracy difference B − A = "
+    pairs = (f"A with every label right and B not: {mc['b']}, B with every label right and A not: {mc['c']}"
+             if several else f"A right and B wrong: {mc['b']}, A wrong and B right: {mc['c']}")
+    lines += ["", f"A: {a['model']}", f"B: {b['model']}", f"n = {mc['n']} examples; {pairs}",
+              f"McNemar{' (exact matches)' if several else ''}: exact p = {mc['p_exact']:.4g} "
+              f"(chi-square {mc['chi2']:.3f}, p = {mc['p_chi2']:.4g})",
+              f"paired bootstrap ({bs['resamples']} resamples): {'micro-F1' if several else 'accuracy'} difference B − A = "
               f"{bs['difference']:+.4f}, 95% interval [{bs['ci_low']:+.4f}, {bs['ci_high']:+.4f}], "
               f"P(B ≤ A) = {bs['p_value']:.4g}",
-              f"at the 5% level: {'a real difference' if mc['p_exact'] < 0.05 else 'not distinguishable from noise'}"]
+              f"at the 5% level: {'a real difference' if (min(bs['p_value'], 1 - bs['p_value']) < 0.025 if several else mc['p_exact'] < 0.05) else 'not distinguishable from noise'}"]
     return "\n".join(lines) + "\n"
 
 

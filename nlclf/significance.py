@@ -31,8 +31,14 @@ def mcnemar(y, pred_a, pred_b) -> dict:
     With no discordant pair (b = c = 0) both p-values are 1.
     Returns {"n", "b", "c", "accuracy_a", "accuracy_b", "p_exact", "chi2", "p_chi2"}.
     """
+    return mcnemar_of(*_correct(y, pred_a, pred_b))
+
+
+def mcnemar_of(ra, rb) -> dict:
+    """mcnemar of per-example correctness ra, rb (N,) bool: A right, B right (an exact match
+    for several labels a text)."""
     from scipy import stats                 # imported here: seconds at start-up, needed rarely
-    ra, rb = _correct(y, pred_a, pred_b)
+    ra, rb = np.asarray(ra, dtype=bool), np.asarray(rb, dtype=bool)
     b, c = int((ra & ~rb).sum()), int((~ra & rb).sum())
     n = b + c
     if n == 0:
@@ -75,3 +81,45 @@ def paired_bootstrap(y, pred_a, pred_b, n: int = 10000, seed: int = 0) -> dict:
     return {"n": int(N), "difference": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi),
             "p_value": float((diffs <= 0).mean()), "resamples": int(n), "seed": int(seed),
             "accuracy_a": float(ra.mean()), "accuracy_b": float(rb.mean())}
+
+
+def _micro_f1(tp, fp, fn):
+    """2 TP / (2 TP + FP + FN), 0 where there is nothing to count; elementwise."""
+    den = 2 * tp + fp + fn
+    return np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
+
+
+def paired_bootstrap_micro_f1(Y, P_a, P_b, n: int = 10000, seed: int = 0) -> dict:
+    """Paired bootstrap of the micro-F1 difference F_B − F_A of two predictions of several
+    labels a text, P_a and P_b (N, C) bool against Y (N, C).
+
+    Texts are what is resampled (the unit drawn): each text's true positives, false positives
+    and false negatives, (3, N) per model, are summed over the N indices of a resample and give
+    its micro-F1 = 2 TP / (2 TP + FP + FN); the R = ``n`` differences form the distribution.
+    Interval, ``p_value`` = P*(F_B − F_A ≤ 0) and the chunked, seeded draws are as in
+    paired_bootstrap. Returns {"n", "difference", "ci_low", "ci_high", "p_value", "resamples",
+    "seed", "micro_f1_a", "micro_f1_b"}."""
+    Y = np.asarray(Y, dtype=bool)
+    N = len(Y)
+    assert N > 0 and n > 0, "the bootstrap needs examples and resamples"
+    assert np.shape(P_a) == np.shape(P_b) == Y.shape, "Y and predictions must be (N, C)"
+
+    def counts(P):                                                     # (3, N): TP, FP, FN of each text
+        P = np.asarray(P, dtype=bool)
+        return np.stack([(Y & P).sum(1), (~Y & P).sum(1), (Y & ~P).sum(1)]).astype(np.int32)
+
+    ca, cb = counts(P_a), counts(P_b)
+    f_a, f_b = float(_micro_f1(*ca.sum(1))), float(_micro_f1(*cb.sum(1)))
+    rng = np.random.default_rng(seed)
+    rows = max(1, CHUNK_ELEMENTS // N)
+    diffs = np.empty(n)                                                 # (R,)
+    for start in range(0, n, rows):
+        m = min(rows, n - start)
+        idx = rng.integers(0, N, size=(m, N))                           # (m, N)
+        sa = ca[:, idx].sum(axis=2, dtype=np.int64)                     # (3, m)
+        sb = cb[:, idx].sum(axis=2, dtype=np.int64)
+        diffs[start:start + m] = _micro_f1(*sb) - _micro_f1(*sa)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"n": int(N), "difference": f_b - f_a, "ci_low": float(lo), "ci_high": float(hi),
+            "p_value": float((diffs <= 0).mean()), "resamples": int(n), "seed": int(seed),
+            "micro_f1_a": f_a, "micro_f1_b": f_b}

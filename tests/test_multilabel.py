@@ -253,15 +253,63 @@ def test_a_network_description_without_output_is_a_softmax():
     assert spec.output == "softmax" and set(mlp.OUTPUTS) == {"softmax", "sigmoid"}
 
 
-def test_cv_and_compare_refuse_several_labels_a_text(trained):
-    from nlclf.evaluate import run_compare
+def test_cv_refuses_several_labels_a_text(trained):
     from nlclf.search import run_cv
     root, _, _ = trained
     cfg = config.load_text("data: {train: train.txt}\n")
     with pytest.raises(ConfigError, match="several labels a text.*cv and tune train one label a text so far"):
         run_cv(cfg, 2, root=root)
-    with pytest.raises(ConfigError, match="several labels a text; compare tests one label a text so far"):
-        run_compare(root / "run", root / "run", root / "test.txt")
+
+
+def test_the_micro_f1_bootstrap_against_its_formula(rng):
+    from nlclf import significance
+    Y = rng.random((60, 4)) < 0.4
+    P_a = Y ^ (rng.random(Y.shape) < 0.3)                                # A: 30 % of the cells flipped
+    P_b = Y ^ (rng.random(Y.shape) < 0.1)                                # B: 10 %
+    f1 = lambda P: 2 * (Y & P).sum() / (2 * (Y & P).sum() + (~Y & P).sum() + (Y & ~P).sum())
+    r = significance.paired_bootstrap_micro_f1(Y, P_a, P_b, 2000, seed=3)
+    assert r["micro_f1_a"] == pytest.approx(f1(P_a)) and r["micro_f1_b"] == pytest.approx(f1(P_b))
+    assert r["difference"] == pytest.approx(f1(P_b) - f1(P_a)) and r["difference"] > 0.1
+    assert r["ci_low"] < r["difference"] < r["ci_high"] and r["p_value"] < 0.01
+    assert r == significance.paired_bootstrap_micro_f1(Y, P_a, P_b, 2000, seed=3)       # seeded
+    idx = np.random.default_rng(3).integers(0, 60, size=(1, 60))[0]      # the one resample, by hand
+    f1_of = lambda P: 2 * (Y[idx] & P[idx]).sum() / (2 * (Y[idx] & P[idx]).sum() + (~Y[idx] & P[idx]).sum()
+                                                    + (Y[idx] & ~P[idx]).sum())
+    one = significance.paired_bootstrap_micro_f1(Y, P_a, P_b, 1, seed=3)
+    assert one["ci_low"] == pytest.approx(f1_of(P_b) - f1_of(P_a))
+    tie = significance.paired_bootstrap_micro_f1(Y, P_a, P_a, 500)
+    assert tie["difference"] == 0 and tie["p_value"] == 1.0
+
+
+def test_compare_two_multi_label_models(trained, tmp_path):
+    """compare on several labels a text: each model decided at its own thresholds, micro-F1,
+    macro-F1, P@1 and exact matches side by side, McNemar on exact matches, the micro-F1
+    bootstrap; a one-label model against a multi-label one is refused."""
+    from nlclf.evaluate import run_compare
+    root, _, _ = trained
+    weak = pipeline.run_train(several_cfg(root, "model.hidden=[2]", "train.epochs=1", "train.lr=0.001"), root,
+                              tmp_path / "weak")
+    r = run_compare(tmp_path / "weak", root / "run", root / "test.txt", 1000)
+    Y_sets, texts = data.read_multilabelled(root / "test.txt", config.Config().data)
+    Y = data.label_matrix(Y_sets, CLASSES).astype(bool)
+    for key, path in (("a", tmp_path / "weak"), ("b", root / "run")):
+        m = api.load(path)
+        P = data.label_matrix([tuple(l) for l in m.predict(texts)], CLASSES).astype(bool)
+        assert r[key]["micro_f1"] == pytest.approx(metrics.multilabel_quick(Y, P)["micro_f1"])
+        assert r[key]["subset_accuracy"] == pytest.approx((P == Y).all(1).mean())
+    assert r["multi_label"] and r["b_minus_a"]["micro_f1"] > 0.05 and r["bootstrap"]["p_value"] < 0.05
+    assert r["bootstrap"]["difference"] == pytest.approx(r["b_minus_a"]["micro_f1"])
+    assert r["mcnemar"]["n"] == len(texts)
+    out = run_cli("compare", tmp_path / "weak", root / "run", root / "test.txt", "--resamples", "500")
+    assert out.returncode == 0, out.stderr
+    assert "| micro-F1 |" in out.stdout and "| exact match |" in out.stdout and "micro-F1 difference B − A" in out.stdout
+    one = tmp_path / "one"
+    one.mkdir()
+    write_data(one, n=40)
+    pipeline.run_train(config.load_text("data: {train: train.tsv, dev: dev.tsv}\ntrain: {epochs: 1}\n", "<t>"),
+                       one, one / "run")
+    with pytest.raises(ConfigError, match="compare needs two models of a kind"):
+        run_compare(one / "run", root / "run", root / "test.txt")
 
 
 def test_explain_gives_every_predicted_label_its_features(trained):
