@@ -99,15 +99,7 @@ def document(r: dict) -> list:
 
 def write(path, doc: list) -> None:
     """The section between the markers of ``path`` replaced (appended if there is none)."""
-    print("\n".join(doc))
-    out = Path(path)
-    old = out.read_text(encoding="utf-8") if out.exists() else ""
-    block = "\n".join([BEGIN, *doc, END])
-    if BEGIN in old and END in old:
-        new = old[:old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    out.write_text(new, encoding="utf-8")
+    measure.write_section(path, doc, BEGIN, END)
 
 
 def main(argv=None):

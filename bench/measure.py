@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 THREAD_ENV = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
               "OPENBLAS_NUM_THREADS": "2"}
@@ -122,6 +123,20 @@ def run(cmd, env=None):
             "tree_peak_pss_mb": round(sampler.pss / 1024, 1),
             "tree_peak_rss_mb": round(sampler.rss / 1024, 1),
             "tree_max_procs": sampler.procs, **last_json(stdout)}
+
+
+def write_section(path, doc: list, begin: str, end: str) -> None:
+    """Print ``doc`` (lines) and put it into ``path`` between the markers ``begin`` and ``end``,
+    the rest of the file kept (the section appended when it has none yet)."""
+    print("\n".join(doc))
+    out = Path(path)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    block = "\n".join([begin, *doc, end])
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    out.write_text(new, encoding="utf-8")
 
 
 def main(argv=None):

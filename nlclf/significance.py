@@ -53,6 +53,20 @@ def mcnemar_of(ra, rb) -> dict:
             "p_exact": p_exact, "chi2": float(chi2), "p_chi2": p_chi2}
 
 
+def _resampled(N: int, n: int, seed: int, difference) -> tuple:
+    """(diffs (R,), 2.5th and 97.5th percentiles) of ``difference(idx)``, idx (m, N) a chunk of
+    m resamples of N indices drawn with replacement, at most CHUNK_ELEMENTS at a time, from
+    np.random.default_rng(seed), R = n resamples in all."""
+    rng = np.random.default_rng(seed)
+    rows = max(1, CHUNK_ELEMENTS // N)
+    diffs = np.empty(n)                                                 # (R,)
+    for start in range(0, n, rows):
+        m = min(rows, n - start)
+        diffs[start:start + m] = difference(rng.integers(0, N, size=(m, N)))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return diffs, float(lo), float(hi)
+
+
 def paired_bootstrap(y, pred_a, pred_b, n: int = 10000, seed: int = 0) -> dict:
     """Paired bootstrap of the accuracy difference acc_B − acc_A: is B better than A?
 
@@ -70,14 +84,7 @@ def paired_bootstrap(y, pred_a, pred_b, n: int = 10000, seed: int = 0) -> dict:
     N = len(ra)
     assert N > 0 and n > 0, "the bootstrap needs examples and resamples"
     d = rb.astype(np.int8) - ra.astype(np.int8)                         # (N,) B − A
-    rng = np.random.default_rng(seed)
-    rows = max(1, CHUNK_ELEMENTS // N)
-    diffs = np.empty(n)                                                 # (R,)
-    for start in range(0, n, rows):
-        m = min(rows, n - start)
-        idx = rng.integers(0, N, size=(m, N))                           # (m, N)
-        diffs[start:start + m] = d[idx].sum(axis=1, dtype=np.int64) / N
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    diffs, lo, hi = _resampled(N, n, seed, lambda idx: d[idx].sum(axis=1, dtype=np.int64) / N)
     return {"n": int(N), "difference": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi),
             "p_value": float((diffs <= 0).mean()), "resamples": int(n), "seed": int(seed),
             "accuracy_a": float(ra.mean()), "accuracy_b": float(rb.mean())}
@@ -110,16 +117,8 @@ def paired_bootstrap_micro_f1(Y, P_a, P_b, n: int = 10000, seed: int = 0) -> dic
 
     ca, cb = counts(P_a), counts(P_b)
     f_a, f_b = float(_micro_f1(*ca.sum(1))), float(_micro_f1(*cb.sum(1)))
-    rng = np.random.default_rng(seed)
-    rows = max(1, CHUNK_ELEMENTS // N)
-    diffs = np.empty(n)                                                 # (R,)
-    for start in range(0, n, rows):
-        m = min(rows, n - start)
-        idx = rng.integers(0, N, size=(m, N))                           # (m, N)
-        sa = ca[:, idx].sum(axis=2, dtype=np.int64)                     # (3, m)
-        sb = cb[:, idx].sum(axis=2, dtype=np.int64)
-        diffs[start:start + m] = _micro_f1(*sb) - _micro_f1(*sa)
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    diffs, lo, hi = _resampled(N, n, seed, lambda idx: _micro_f1(*cb[:, idx].sum(axis=2, dtype=np.int64))
+                               - _micro_f1(*ca[:, idx].sum(axis=2, dtype=np.int64)))      # sums (3, m)
     return {"n": int(N), "difference": f_b - f_a, "ci_low": float(lo), "ci_high": float(hi),
             "p_value": float((diffs <= 0).mean()), "resamples": int(n), "seed": int(seed),
             "micro_f1_a": f_a, "micro_f1_b": f_b}
