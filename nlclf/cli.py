@@ -518,7 +518,7 @@ def cv(config: Optional[str] = typer.Argument(None, metavar="[CONFIG]", help="YA
        overwrite: bool = OVERWRITE,
        quiet: bool = QUIET,
        log_format: str = LOG_FORMAT):
-    """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std."""
+    """Stratified K-fold cross-validation: accuracy and macro-F1 per fold, mean ± std (several labels a text: shuffled folds, micro-F1, macro-F1 and P@1)."""
     from . import config as config_mod
     from .report import cv_markdown
     from .search import cv_into

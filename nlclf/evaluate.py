@@ -14,10 +14,32 @@ from .vocab import LabelSet
 
 
 def score(model: Classifier, labels: list, texts: list) -> dict:
-    """metrics.report of a model on labelled texts (labels unseen in training count as errors)."""
+    """metrics.report of a model on labelled texts (labels unseen in training count as errors);
+    for a model with several labels a text (``labels`` tuples), multilabel_report over every
+    label the model or the texts know, decided at the model's thresholds (a label the model
+    never saw is one it never predicts)."""
+    if model.several:
+        return _score_several(model, labels, texts)
     y = LabelSet(model.labels, model.labels).ids(labels, "", unknown=-1)
     pred = model.proba(list(texts)).argmax(1)
     return metrics.report(y, pred, model.labels)
+
+
+def _decided(model: Classifier, names: list, texts: list) -> tuple:
+    """(S, P), both (N, C) over the labels ``names`` (every one of the model's among them): the
+    model's scores of the texts, 0 for a label it never saw, and its decisions at its thresholds."""
+    cols = np.array([names.index(l) for l in model.labels])
+    S = np.zeros((len(texts), len(names)))
+    S[:, cols] = model.proba(list(texts))
+    P = np.zeros(S.shape, dtype=bool)
+    P[:, cols] = metrics.decide(S[:, cols], 0.5 if model.thresholds is None else model.thresholds)
+    return S, P
+
+
+def _score_several(model: Classifier, sets: list, texts: list) -> dict:
+    names = sorted(set(model.labels) | {l for these in sets for l in these})
+    S, P = _decided(model, names, texts)
+    return dict(metrics.multilabel_report(data.label_matrix(sets, names), P, S, names), n=len(sets))
 
 
 def _read_eval(model: Classifier, data_path, opts=None):
@@ -133,11 +155,7 @@ def compare_several(a: tuple, b: tuple, cfg, data_path, resamples: int = 10000, 
     Y = data.label_matrix(sets, names).astype(bool)                      # (N, C) over the union
     out, decided, notes = {}, [], []
     for key, (path, model) in (("a", a), ("b", b)):
-        cols = np.array([names.index(l) for l in model.labels])
-        S = np.zeros(Y.shape)                                           # (N, C) scores, 0 for unknown labels
-        S[:, cols] = model.proba(texts)
-        P = np.zeros(Y.shape, dtype=bool)
-        P[:, cols] = metrics.decide(S[:, cols], 0.5 if model.thresholds is None else model.thresholds)
+        S, P = _decided(model, names, texts)
         decided.append(P)
         unseen = sorted(set(names) - set(model.labels))
         if unseen and Y[:, [names.index(l) for l in unseen]].any():

@@ -157,13 +157,22 @@ def several_train_config(t: TrainConfig, log) -> TrainConfig:
 
 
 def fit_lists(cfg: Config, train: tuple, dev: tuple, root=None, on_progress=None, log=lambda msg: None):
-    """Train on in-memory (labels, texts) pairs: the core of cross-validation and tuning."""
-    label_set = _label_set(train[0], cfg, "training data")
+    """Train on in-memory (labels, texts) pairs: the core of cross-validation and tuning. Labels
+    that are tuples (data.read_multilabelled) train a model with several labels a text; a dev
+    label the training part never saw is left out of its tuple."""
+    several = bool(train[0]) and isinstance(train[0][0], tuple)
+    flat = [l for these in train[0] for l in these] if several else train[0]
+    label_set = _label_set(flat, cfg, "training data")
     if len(label_set) < 2:
         raise DataError(f"only one class in the training data ({label_set.labels[0]})")
     featurizer = features.make(cfg.features)
-    y = label_set.ids(train[0], "training data")
-    y_dev = label_set.ids(dev[0], "dev data")
+    if several:
+        known = set(label_set.labels)
+        y = data.label_matrix(train[0], label_set.labels)                  # (N, C) uint8
+        y_dev = data.label_matrix([tuple(l for l in these if l in known) for these in dev[0]], label_set.labels)
+    else:
+        y = label_set.ids(train[0], "training data")
+        y_dev = label_set.ids(dev[0], "dev data")
     X = featurizer.fit_transform(list(train[1]), y)
     X_dev = featurizer.transform(list(dev[1]))
     rng = np.random.default_rng(cfg.seed)

@@ -352,15 +352,20 @@ def compress_text(r: dict) -> str:
 
 def cv_markdown(r: dict) -> str:
     progress = "" if r["finished"] == r["planned"] else f" ({r['finished']} of {r['planned']} runs finished)"
+    metric = r.get("metric", "accuracy")                  # micro_f1 for several labels a text
+    name = {"accuracy": "accuracy", "micro_f1": "micro-F1"}[metric]
+    extra = [("p_at_1", "P@1")] if metric == "micro_f1" else []
     out = [f"# Cross-validation: {r['folds']} folds × {len(r['seeds'])} seed(s), {r['n']} examples{progress}", "",
-           f"**accuracy {r['accuracy']['mean']:.4f} ± {r['accuracy']['std']:.4f}**, "
-           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f} (mean ± std over runs)", ""]
-    rows = [[x["seed"], x["fold"], x["n_test"], f"failed: {x['error'].splitlines()[0][:80]}", "", "", ""]
+           f"**{name} {r[metric]['mean']:.4f} ± {r[metric]['std']:.4f}**, "
+           f"macro-F1 {r['macro_f1']['mean']:.4f} ± {r['macro_f1']['std']:.4f}"
+           + "".join(f", {n} {r[k]['mean']:.4f} ± {r[k]['std']:.4f}" for k, n in extra) + " (mean ± std over runs)", ""]
+    keys = [metric, "macro_f1"] + [k for k, _ in extra]
+    rows = [[x["seed"], x["fold"], x["n_test"], f"failed: {x['error'].splitlines()[0][:80]}"] + [""] * (len(keys) + 1)
             if "error" in x else
-            [x["seed"], x["fold"], x["n_test"], f"{x['accuracy']:.4f}", f"{x['macro_f1']:.4f}", x["best_epoch"],
-             f"{x['seconds']:.1f}"] for x in r["runs"]]
-    out += table(["seed", "fold", "test examples", "accuracy", "macro-F1", "best epoch", "seconds"], rows,
-                 right=set(range(7)))
+            [x["seed"], x["fold"], x["n_test"], *(f"{x[k]:.4f}" for k in keys), x["best_epoch"], f"{x['seconds']:.1f}"]
+            for x in r["runs"]]
+    head = ["seed", "fold", "test examples", name, "macro-F1", *(n for _, n in extra), "best epoch", "seconds"]
+    out += table(head, rows, right=set(range(len(head))))
     return "\n".join(out) + "\n"
 
 

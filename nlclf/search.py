@@ -44,8 +44,19 @@ def _error_text(e: BaseException) -> str:
 
 # --- cross-validation -----------------------------------------------------------------
 
+def several(labels: list) -> bool:
+    """Whether ``labels`` are label tuples (several labels a text: data.read_multilabelled)."""
+    return bool(labels) and isinstance(labels[0], tuple)
+
+
 def folds(labels: list, k: int, seed: int) -> list:
-    """Stratified K folds as (train indices, test indices); the same seed gives the same folds."""
+    """Stratified K folds as (train indices, test indices); the same seed gives the same folds.
+    Label tuples (several labels a text) have no classes to stratify by: shuffled K folds."""
+    if several(labels):
+        from sklearn.model_selection import KFold
+        if k < 2 or len(labels) < k:
+            raise DataError(f"cannot make {k} folds of {len(labels)} examples")
+        return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(labels))))
     from sklearn.model_selection import StratifiedKFold
     counts = np.unique(np.asarray(labels), return_counts=True)[1]
     if k < 2 or counts.min() < k:
@@ -62,20 +73,39 @@ def _subset(pair: tuple, idx) -> tuple:
 def fold_split(examples: tuple, train_idx, test_idx, dev_fraction: float, seed: int):
     """(train, dev, test) for one fold: dev is a stratified share of the fold's training part."""
     train = _subset(examples, train_idx)
-    is_dev = data.stratified_split(train[0], dev_fraction, seed)
+    is_dev = dev_split(train[0], dev_fraction, seed)
     return (_subset(train, np.flatnonzero(~is_dev)), _subset(train, np.flatnonzero(is_dev)),
             _subset(examples, test_idx))
 
 
+def dev_split(labels: list, fraction: float, seed: int):
+    """data.stratified_split; for label tuples a seeded random share (no classes to stratify by)."""
+    if not several(labels):
+        return data.stratified_split(labels, fraction, seed)
+    n = len(labels)
+    if n < 2:
+        raise DataError("need at least 2 training examples to split off a dev set")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(n)[:max(1, int(round(fraction * n)))]] = True
+    return mask
+
+
+def headline(labels: list) -> str:
+    """The metric a cross-validation reports first: accuracy, or micro-F1 for several labels a text."""
+    return "micro_f1" if several(labels) else "accuracy"
+
+
 def run_fold(examples: tuple, cfg_dict: dict, train_idx, test_idx, root) -> dict:
-    """Train on one fold, score its held-out part: accuracy, macro-F1, best epoch, seconds."""
+    """Train on one fold, score its held-out part: accuracy (micro-F1 and P@1 for several labels
+    a text), macro-F1, best epoch, seconds."""
     t0 = time.perf_counter()
     cfg = config_mod.from_dict(cfg_dict)
     train, dev, test = fold_split(examples, train_idx, test_idx, cfg.data.dev_fraction, cfg.seed)
     model, result = fit_lists(cfg, train, dev, root)
     m = score(model, *test)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "best_epoch": result.best_epoch,
-            "dev_score": result.best_score, "seconds": time.perf_counter() - t0}
+    keys = ("micro_f1", "macro_f1", "p_at_1") if model.several else ("accuracy", "macro_f1")
+    return dict({k: m[k] for k in keys}, best_epoch=result.best_epoch, dev_score=result.best_score,
+                seconds=time.perf_counter() - t0)
 
 
 def _mean_std(values) -> dict:
@@ -89,24 +119,26 @@ def _training_examples(cfg: Config, root) -> tuple:
         raise DataError(f"{path}: file not found (paths in the config are relative to the data root "
                         f"{data_root(root, cfg)}; set --data-root or NLCLF_DATA_ROOT)")
     if several_label_sets(cfg, path, lambda msg: None) is not None:
-        raise ConfigError(f"{path}: several labels a text (data.multi_label {cfg.data.multi_label}); cv and tune "
-                          f"train one label a text so far: use nlclf train, which picks its epoch and thresholds "
-                          f"on dev")
+        return data.read_multilabelled(path, cfg.data)                   # (label tuples, texts)
     return data.read_labelled(path, cfg.data)
 
 
-def _cv_summary(cfg: Config, k: int, seeds: int, n: int, rows: list, t0: float, planned: int) -> dict:
+def _cv_summary(cfg: Config, k: int, seeds: int, n: int, rows: list, t0: float, planned: int,
+                metric: str = "accuracy") -> dict:
+    """The report of a cross-validation; ``metric``: its headline (accuracy, or micro_f1 for
+    several labels a text, with P@1 beside it), mean ± std over runs and per seed."""
     ok = [r for r in rows if "error" not in r]
     per_seed: dict = {}
     for r in ok:
-        per_seed.setdefault(r["seed"], []).append(r["accuracy"])
-    return {"folds": k, "seeds": [cfg.seed + s for s in range(seeds)], "n": n,
-            "runs": sorted(rows, key=lambda r: (r["seed"], r["fold"])), "planned": planned,
-            "finished": len(rows), "failed": len(rows) - len(ok),
-            "accuracy": _mean_std([r["accuracy"] for r in ok]),
-            "macro_f1": _mean_std([r["macro_f1"] for r in ok]),
-            "accuracy_per_seed": {str(s): float(np.mean(v)) for s, v in per_seed.items()},
-            "seconds": time.perf_counter() - t0, "config": config_mod.to_dict(cfg)}
+        per_seed.setdefault(r["seed"], []).append(r[metric])
+    out = {"folds": k, "seeds": [cfg.seed + s for s in range(seeds)], "n": n,
+           "runs": sorted(rows, key=lambda r: (r["seed"], r["fold"])), "planned": planned,
+           "finished": len(rows), "failed": len(rows) - len(ok), "metric": metric}
+    for key in (metric, "macro_f1") + (("p_at_1",) if metric == "micro_f1" else ()):
+        out[key] = _mean_std([r[key] for r in ok])
+    out[f"{metric}_per_seed"] = {str(s): float(np.mean(v)) for s, v in per_seed.items()}
+    out.update(seconds=time.perf_counter() - t0, config=config_mod.to_dict(cfg))
+    return out
 
 
 def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=None,
@@ -124,6 +156,7 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
         raise
     if cfg.data.dev or cfg.data.test:
         log("cross-validation uses data.train only; each fold's dev set is split off its training part")
+    metric = headline(examples[0])
     t0 = time.perf_counter()
     infos, tasks = [], []
     for s in range(seeds):
@@ -140,15 +173,16 @@ def run_cv(cfg: Config, k: int, seeds: int = 1, jobs: int | None = None, root=No
             else:
                 row = dict(infos[i], **res)
             rows.append(row)
-            ok = [x["accuracy"] for x in rows if "error" not in x]
-            what = (f"failed: {row['error'].splitlines()[0]}" if "error" in row else f"accuracy {row['accuracy']:.4f}")
+            ok = [x[metric] for x in rows if "error" not in x]
+            what = (f"failed: {row['error'].splitlines()[0]}" if "error" in row else
+                    f"{metric.replace('_', '-').replace('f1', 'F1')} {row[metric]:.4f}")
             log(f"seed {row['seed']} fold {row['fold']} [{len(rows)}/{len(tasks)}]: {what}; mean so far "
                 + (f"{np.mean(ok):.4f}" if ok else "none") + _eta(t0, len(rows), len(tasks)))
             if on_update is not None:
-                on_update(_cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks)))
+                on_update(_cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks), metric))
     finally:
         pool.close()
-    return _cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks))
+    return _cv_summary(cfg, k, seeds, len(examples[0]), rows, t0, len(tasks), metric)
 
 
 CV_WRITES = ("cv.json", "cv.md")
@@ -283,7 +317,7 @@ def run_trial(examples: tuple, cfg_dict: dict, cv: int, root, fold_seed: int = 0
                 train, dev, test = fold_split(examples, tr, te, cfg.data.dev_fraction, cfg.seed)
                 model, _ = fit_lists(cfg, train, dev, root)
                 m = score(model, *test)
-                scores.append(m[cfg.train.metric])
+                scores.append(m["micro_f1" if model.several and cfg.train.metric == "accuracy" else cfg.train.metric])
             return {"score": float(np.mean(scores)), "best_epoch": None, "seconds": time.perf_counter() - t0}
         model, result = fit_lists(cfg, examples[0], examples[1], root)
         return {"score": float(result.best_score), "best_epoch": result.best_epoch,
@@ -297,9 +331,10 @@ def _search_examples(cfg: Config, root, cv: int):
     if cv > 1:
         return examples
     if cfg.data.dev:
-        dev = data.read_labelled(data.resolve(cfg.data.dev, data_root(root, cfg)), cfg.data)
+        read = data.read_multilabelled if several(examples[0]) else data.read_labelled
+        dev = read(data.resolve(cfg.data.dev, data_root(root, cfg)), cfg.data)
         return examples, dev
-    is_dev = data.stratified_split(examples[0], cfg.data.dev_fraction, cfg.seed)
+    is_dev = dev_split(examples[0], cfg.data.dev_fraction, cfg.seed)
     return _subset(examples, np.flatnonzero(~is_dev)), _subset(examples, np.flatnonzero(is_dev))
 
 

@@ -253,12 +253,36 @@ def test_a_network_description_without_output_is_a_softmax():
     assert spec.output == "softmax" and set(mlp.OUTPUTS) == {"softmax", "sigmoid"}
 
 
-def test_cv_refuses_several_labels_a_text(trained):
-    from nlclf.search import run_cv
+def test_cv_of_several_labels_a_text(trained, tmp_path):
+    """cv on a multi-label file: shuffled folds (no classes to stratify by), each fold a model
+    with several labels a text scored by micro-F1, macro-F1 and P@1; cv.md leads with micro-F1."""
+    from nlclf.report import cv_markdown
+    from nlclf.search import folds, run_cv
     root, _, _ = trained
-    cfg = config.load_text("data: {train: train.txt}\n")
-    with pytest.raises(ConfigError, match="several labels a text.*cv and tune train one label a text so far"):
-        run_cv(cfg, 2, root=root)
+    cfg = config.load_text("data: {train: train.txt}\nmodel: {hidden: [16]}\n"
+                           "train: {epochs: 8, lr: 0.02, batch_size: 16}\n", "<t>")
+    said = []
+    r = run_cv(cfg, 3, root=root, jobs=1, log=said.append)
+    assert r["metric"] == "micro_f1" and r["failed"] == 0 and len(r["runs"]) == 3 and r["n"] == 300
+    assert r["micro_f1"]["mean"] >= 0.85 and r["p_at_1"]["mean"] >= 0.9
+    assert all({"micro_f1", "macro_f1", "p_at_1"} <= set(x) and "accuracy" not in x for x in r["runs"])
+    assert sorted(np.concatenate([te for _, te in folds([("a",)] * 10, 3, 0)]).tolist()) == list(range(10))
+    assert any("micro-F1" in line for line in said)
+    md = cv_markdown(r)
+    assert "**micro-F1 " in md and "| P@1 |" in md.replace(" P@1 ", "| P@1 |") and "accuracy" not in md
+
+
+def test_tune_of_several_labels_a_text(trained):
+    """tune on a multi-label file: trials scored by dev micro-F1 (the best epoch's), a dev
+    share split off at random, and with --cv by the folds' micro-F1."""
+    from nlclf.search import run_tune
+    root, _, _ = trained
+    cfg = config.load_text("data: {train: train.txt}\nmodel: {hidden: [16]}\n"
+                           "train: {epochs: 6, lr: 0.02, batch_size: 16}\n", "<t>")
+    for cv in (0, 2):
+        r = run_tune(cfg, {"model.hidden": ("choice", [[8], [16]])}, trials=2, jobs=1, cv=cv, root=root)
+        scores = [t["score"] for t in r["trials"]]
+        assert len(scores) == 2 and all(s is not None and 0.7 <= s <= 1 for s in scores), r["trials"]
 
 
 def test_the_micro_f1_bootstrap_against_its_formula(rng):
