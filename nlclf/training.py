@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from . import metrics, parallel
 from .config import AUTO, TrainConfig
 from .errors import CheckpointError, Interrupted, TrainingDiverged
+from .features.base import AUTO_TOKENS
 from .runtime import TRAINING_MALLOC, blas_threads, malloc_thresholds
 from .nn import mlp, optim
 from .nn.layers import SparseBatch
@@ -173,9 +174,8 @@ def batches(X, order, bs: int, start: int, sparse: bool):
 
 
 AUTO_EPOCH = 200_000          # train.epoch_size 0: an epoch is at most this many examples
-AUTO_SGD_EXAMPLES = 1_000_000  # train.optimizer auto: plain SGD for a bag of at least this many examples ...
-AUTO_ADAGRAD_TOKENS = 1_000_000  # ... row-wise Adagrad below that when the training texts hold this many tokens
-                                 # (features.base.AUTO_TOKENS: where the feature budget starts), else Adam
+AUTO_SGD_EXAMPLES = 1_000_000  # train.optimizer auto: plain SGD for a bag of at least this many examples, row-wise
+                               # Adagrad below that from AUTO_TOKENS training tokens (where the feature budget starts)
 AUTO_LR = {"adam": 0.0003, "sgd": 2.0, "momentum": 0.2, "adagrad": 0.1}        # train.lr auto, by optimizer
 AUTO_SCHEDULE = {"adam": "constant", "sgd": "linear", "momentum": "linear", "adagrad": "constant"}   # train.schedule auto
 AUTO_PATIENCE = 3             # train.patience auto with a constant schedule; a decaying one runs to its end
@@ -196,10 +196,10 @@ def auto_optimizer(n: int, bow: bool, n_tokens: int | None = None) -> tuple:
         return "adam", "adam for the embedding kinds"
     if n >= AUTO_SGD_EXAMPLES:
         return "sgd", f"sgd from {AUTO_SGD_EXAMPLES:,} training examples of a bag"
-    if n_tokens is not None and n_tokens >= AUTO_ADAGRAD_TOKENS:
+    if n_tokens is not None and n_tokens >= AUTO_TOKENS:
         return "adagrad", (f"adagrad for a bag of under {AUTO_SGD_EXAMPLES:,} training examples "
-                           f"and at least {AUTO_ADAGRAD_TOKENS:,} tokens")
-    return "adam", f"adam for a bag of under {AUTO_ADAGRAD_TOKENS:,} training tokens"
+                           f"and at least {AUTO_TOKENS:,} tokens")
+    return "adam", f"adam for a bag of under {AUTO_TOKENS:,} training tokens"
 
 
 def resolve_auto(cfg: TrainConfig, n: int, bow: bool, n_tokens: int | None = None) -> TrainConfig:
@@ -298,6 +298,10 @@ def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.r
 def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, embed_lr, embed_l2) -> Result:
     X, y, X_dev, y_dev = data.X, data.y, data.X_dev, data.y_dev
     several = spec.output == "sigmoid"
+    if several:                                            # (loss, dz) of a batch's logits, chosen once
+        loss_of = lambda z, yb: binary_cross_entropy(z, yb, cfg.label_smoothing, data.pos_weight)
+    else:
+        loss_of = lambda z, yb: cross_entropy(z, yb, cfg.label_smoothing)
     decay, lr_mult = regularization(spec, cfg, embed_lr, embed_l2)
     progress = hooks.progress or (lambda event, info: None)
     stop = hooks.stop
@@ -341,10 +345,7 @@ def _fit(spec, params, data: Data, cfg: TrainConfig, rng, hooks: Hooks, state, e
             for b, (idx, Xb) in enumerate(batches(X, rows, bs, state.batch, sparse), start=state.batch):
                 yb = y[idx]
                 z, caches = mlp.forward(params, spec, Xb, train=True, rng=rng)
-                if several:
-                    loss, dz = binary_cross_entropy(z, yb, cfg.label_smoothing, data.pos_weight)
-                else:
-                    loss, dz = cross_entropy(z, yb, cfg.label_smoothing)
+                loss, dz = loss_of(z, yb)
                 grads = mlp.backward(params, spec, caches, dz)
                 loss += mlp.add_l2(params, grads, decay)
                 if cfg.clip_norm > 0:

@@ -98,20 +98,27 @@ def test_adagrad_element_wise_on_rows_of_a_parameter_not_named(rng):
     assert np.allclose(params["W"], W, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_adagrad_on_a_sparse_layer_gradient(rng, monkeypatch, fused):
-    """The row-scaled update of the first layer's Xᵀ dy, in one CSR pass (fused) or by its
-    rows: the same numbers as the formula."""
+def sparse_case(rng, monkeypatch, fused: bool, seed: int):
+    """(X (5, 40) CSR of counts, dy (5, 3), W (40, 3), params {"W": a copy}, the first layer's
+    gradient of W as layers.sparse_backward gives it); ``fused`` False forbids the fused update."""
     import scipy.sparse as sp
     from nlclf.nn import layers
     if not fused:
         monkeypatch.setattr(layers, "FUSE_ROWS_PER_ENTRY", 0)
-    X = sp.random(5, 40, density=0.15, random_state=3, format="csr", dtype=np.float64)
+    X = sp.random(5, 40, density=0.15, random_state=seed, format="csr", dtype=np.float64)
     X.data[:] = rng.integers(1, 4, size=X.nnz)
     dy = rng.normal(size=(5, 3))
     W = rng.normal(size=(40, 3))
     params = {"W": W.copy()}
     _, g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
+    return X, dy, W, params, g
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adagrad_on_a_sparse_layer_gradient(rng, monkeypatch, fused):
+    """The row-scaled update of the first layer's Xᵀ dy, in one CSR pass (fused) or by its
+    rows: the same numbers as the formula."""
+    X, dy, W, params, g = sparse_case(rng, monkeypatch, fused, seed=3)
     opt = optim.make("adagrad", params, rows={"W"})
     opt.step(params, {"W": g}, 0.1)
     G = np.asarray(X.T @ dy)                                               # (V, H)
@@ -167,16 +174,7 @@ def test_clip_by_global_norm(rng):
 def test_sgd_on_a_sparse_layer_gradient_adds_x_transpose_dy_into_the_rows(rng, monkeypatch, fused):
     """Plain SGD applies the first layer's gradient Xᵀ dy straight into W (no (U, H) block) when
     V is small next to the batch; otherwise it forms the rows. Same numbers either way."""
-    import scipy.sparse as sp
-    from nlclf.nn import layers
-    if not fused:
-        monkeypatch.setattr(layers, "FUSE_ROWS_PER_ENTRY", 0)
-    X = sp.random(5, 40, density=0.15, random_state=1, format="csr", dtype=np.float64)
-    X.data[:] = rng.integers(1, 4, size=X.nnz)
-    dy = rng.normal(size=(5, 3))
-    W = rng.normal(size=(40, 3))
-    params = {"W": W.copy()}
-    _, g, _ = layers.sparse_backward(params["W"], None, layers.SparseBatch.of(X), dy)
+    X, dy, W, params, g = sparse_case(rng, monkeypatch, fused, seed=1)
     optim.SGD(params).step(params, {"W": g}, 0.1)
     assert (g._value is None) == fused                      # the (U, H) block was never formed
     expected = W - 0.1 * (X.T @ dy)
