@@ -279,7 +279,10 @@ def markdown(info, summary, peers, runs, tgt, notes):
           f"Figures are test accuracy in %, mean ± sample std over seeds {', '.join(map(str, seeds))} "
           "(mr: per seed the mean over its 10 folds). nlclf runs are in-process "
           "`pipeline.fit_lists`, one BLAS thread per worker, "
-          f"{info['jobs']} worker(s); the seed sets initialisation, shuffling and the dev split.",
+          f"{info['jobs']} worker(s); the seed sets initialisation, shuffling and the dev split. "
+          "A run repeats exactly on the same CPU; float32 sums are not the same on every CPU (AVX-512 "
+          "and AVX2 kernels add in another order), so on another machine a run can take another path "
+          "and a figure move by about its seeds' spread.",
           "", "## Machine", "",
           f"- `nproc`: {m['nproc']}; CPU: {m['cpu']}",
           f"- Python {m['python']}, numpy {m['numpy']} ({m['platform']})",
