@@ -4,8 +4,9 @@ A model folder holds ``model.json`` (format version, config, vocabulary, labels,
 shape, a SHA-256 of the arrays, and the name of the arrays file) and that arrays file,
 ``model.<first 16 hex digits of the SHA-256>.npz``: stored (uncompressed) .npy members whose
 data starts at a multiple of 64 bytes, so loading maps them into memory as they are (no copy,
-no pickles) and verifies the SHA-256 on another thread while the vocabulary's lookup tables
-are built; ``load`` returns only once the digest matched.
+no pickles) and verifies the SHA-256 on another thread while the model is assembled;
+``load`` returns only once the digest matched. The featurizer's lookup tables are not built
+here: a few texts do without them, a large batch builds them (features.bag).
 Each file is written atomically (temporary file, fsync, rename): the arrays first, then
 the JSON that names them, then stale arrays files are removed, so a crash at any moment
 leaves a consistent pair, old or new. Both are byte-for-byte deterministic: the same
@@ -471,7 +472,6 @@ def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expe
     thresholds = None
     if spec.output == "sigmoid":
         thresholds = _thresholds(meta.get("thresholds"), spec.n_classes, meta_path)
-    featurizer.prepare()                 # its lookup tables, while the arrays are being checked
     return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]),
                       info, thresholds), config
 

@@ -256,7 +256,8 @@ def predict_files(model_dir, paths: list, out_dir, req: Request, overwrite: bool
     t0 = time.perf_counter()
     names = output_names(paths, req.fmt)
     model_dir = str(Path(model_dir).resolve())
-    _, cfg, sha = _cached_model(model_dir)               # loaded before the workers fork: they share it
+    model, cfg, sha = _cached_model(model_dir)           # loaded before the workers fork: they share it,
+    model.featurizer.prepare()                           # and the lookup tables of its large batches
     for p in paths:
         if not Path(p).exists():
             raise DataError(f"{p}: file not found")

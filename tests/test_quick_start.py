@@ -1,0 +1,103 @@
+"""Predicting a few texts with a loaded bag model: no SciPy, no lookup tables built, and the
+same bits as the table and SciPy path (features.bag.Bag.counts, nn.layers.csr_matmul)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nlclf import checkpoint, pipeline
+from nlclf.features import bag
+from nlclf.nn import layers, mlp
+
+from conftest import ENV, TIMEOUT, cfg_for
+from test_multilabel import several_cfg
+
+ODD = ["", "owl", "<pad> <unk> owl", "apple banana and some filler", "zzz qqq unseen words only",
+       "hammer hammer hammer saw saw", "Émile's naïve café — déjà vu!", "a " * 300]
+
+
+@pytest.fixture(scope="module", params=[
+    ("bow", {"ngrams": 3, "char_ngrams": "[2,4]", "char_weight": 0.3, "weighting": "nb"}),
+    ("bow", {"ngrams": 2, "weighting": "tfidf", "char_ngrams": "[1,3]", "char_below": 3}),
+    ("embed_mean", {"ngrams": 2, "char_ngrams": "[2,3]", "weighting": "log"}),
+    ("several", {}),
+], ids=["bow-nb-chars", "bow-tfidf-char-below", "embed-mean", "several-labels"])
+def run(request, tmp_path_factory):
+    """A tiny trained model folder of each kind, and texts to predict (its test texts and odd ones)."""
+    kind, features = request.param
+    root = tmp_path_factory.mktemp(kind)
+    if kind == "several":
+        cfg, test = several_cfg(root, "train.epochs=3"), root / "test.txt"
+        texts = [line.split(" ", 2)[-1] for line in test.read_text().splitlines()]
+    else:
+        cfg = cfg_for(kind, root, **features)
+        texts = [line.split("\t", 1)[1] for line in (root / "test.tsv").read_text().splitlines()]
+    pipeline.run_train(cfg, root, root / "run", log=lambda msg: None)
+    return root / "run", texts[:40] + ODD
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+def test_a_few_texts_give_the_bits_of_the_table_path(run):
+    folder, texts = run
+    model, _, _ = checkpoint.load(folder)
+    f = model.featurizer
+    assert f._index is None                                  # loading builds no lookup tables
+    one = [model.proba([t]) for t in texts]                  # the string lookups, NumPy's product
+    batch = model.proba(texts)
+    assert f._index is None and f._scale is None
+    f.prepare()                                              # the tables, the whole column scale
+    old = lambda ts: mlp.predict_proba(model.params, model.spec, f.transform(ts), model.temperature)
+    for t, p in zip(texts, one):
+        assert np.array_equal(bits(p), bits(old([t]))), t
+    assert np.array_equal(bits(batch), bits(old(texts)))
+    assert np.array_equal(bits(model.proba(texts)), bits(batch))       # tables built: their path
+
+
+def test_a_model_with_hash_buckets_uses_the_tables(tmp_path):
+    pipeline.run_train(cfg_for("bow", tmp_path, ngrams=2, hash_buckets=64), tmp_path, tmp_path / "run",
+                       log=lambda msg: None)
+    model, _, _ = checkpoint.load(tmp_path / "run")
+    p = model.proba(["apple owl unseen-word"])
+    assert model.featurizer._index is not None
+    assert np.array_equal(bits(p), bits(mlp.predict_proba(model.params, model.spec,
+                                                          model.featurizer.transform(["apple owl unseen-word"]))))
+
+
+def test_a_large_chunk_builds_the_tables(run, monkeypatch):
+    folder, texts = run
+    model, _, _ = checkpoint.load(folder)
+    monkeypatch.setattr(bag, "FEW_TOKENS", 3)
+    model.proba(texts[:5])
+    assert model.featurizer._index is not None
+
+
+def test_the_numpy_product_has_scipys_bits(rng):
+    kernels = layers.sparsetools()
+    for _ in range(50):
+        n, D, H = int(rng.integers(1, 30)), 400, int(rng.choice([1, 7, 64]))
+        lengths = rng.integers(0, 60, n) * (rng.random(n) > 0.2)                 # empty rows too
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        indices = rng.integers(0, D, indptr[-1]).astype(np.int32)
+        data = rng.random(indptr[-1], dtype=np.float32)
+        M = rng.normal(size=(D, H)).astype(np.float32)
+        want = np.zeros((n, H), np.float32)
+        kernels.csr_matvecs(n, D, H, indptr, indices, data, M.ravel(), want.ravel())
+        assert np.array_equal(bits(layers.gather_matmul(indptr, indices, data, M)), bits(want))
+
+
+def test_predicting_a_line_imports_neither_scipy_nor_scikit_learn(run):
+    folder, _ = run
+    code = ("import sys\nfrom nlclf.predict import run_predict\n"
+            f"out = [r for b in run_predict({str(folder)!r}, texts=['apple owl', 'saw'], workers=1) for r in b]\n"
+            "assert len(out) == 2 and out[0]['top'], out\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'sklearn'))\n"
+            "assert not bad, bad[:5]\n")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
