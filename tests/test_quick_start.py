@@ -101,3 +101,35 @@ def test_predicting_a_line_imports_neither_scipy_nor_scikit_learn(run):
             "assert not bad, bad[:5]\n")
     r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_prefetched_checksum_is_the_one_load_uses(run, monkeypatch):
+    from nlclf import digest
+    folder, _ = run
+    path = next(folder.glob("model.*.npz"))
+    numpy_ranges = [(n, dt.str, shape, off, nb) for n, dt, shape, _, off, nb in checkpoint._member_arrays(path)]
+    assert digest.members(path) == numpy_ranges                     # the headers read alike
+    digest.prefetch(folder)
+    started = digest._STARTED[str(path.resolve())]
+    started.join()
+    assert started.digest is not None
+    calls = []
+    monkeypatch.setattr(digest, "of_ranges", lambda *a: calls.append(a))          # would hash again
+    checkpoint.load(folder)
+    assert str(path.resolve()) not in digest._STARTED and not calls
+
+
+def test_a_file_changed_after_the_prefetch_is_hashed_again(tmp_path):
+    from nlclf import digest
+    from nlclf.errors import CheckpointError
+    pipeline.run_train(cfg_for("bow", tmp_path, ngrams=1), tmp_path, tmp_path / "run", log=lambda msg: None)
+    folder = tmp_path / "run"
+    path = next(folder.glob("model.*.npz"))
+    digest.prefetch(folder)
+    digest._STARTED[str(path.resolve())].join()
+    offset = digest.members(path)[0][3]
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 1                                                # a byte of the first array's data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        checkpoint.load(folder)
