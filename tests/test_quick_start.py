@@ -133,3 +133,16 @@ def test_a_file_changed_after_the_prefetch_is_hashed_again(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="checksum mismatch"):
         checkpoint.load(folder)
+
+
+def test_a_large_input_file_builds_the_tables_before_the_workers_fork(run, tmp_path, monkeypatch):
+    from nlclf import predict
+    folder, texts = run
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text("apple owl\n")
+    big.write_text("apple owl\n" * 4)
+    monkeypatch.setattr(predict, "PREPARE_BYTES", 30)
+    for path, built in ((small, False), (big, True)):
+        predict._LOADED.clear()
+        list(predict.run_predict(folder, [str(path)], workers=2))
+        assert (predict._cached_model(folder)[0].featurizer._index is not None) == built
