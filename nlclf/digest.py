@@ -11,7 +11,6 @@ finds; otherwise it hashes the file itself. Nothing here trusts the file: it onl
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import math
 import os
@@ -22,6 +21,11 @@ import threading
 import zipfile
 
 ARRAYS = re.compile(r"^model\.[0-9a-f]{16}\.npz$")
+# The .npy header as NumPy writes it. Not parsed with ast: CPython 3.11's parser is not safe to
+# run on two threads at once ("AST constructor recursion depth mismatch"), and NumPy parses the
+# same headers with it on the loading thread meanwhile.
+_HEADER = re.compile(r"^\{'descr': '(?P<descr>[^']*)', 'fortran_order': (?:True|False), "
+                     r"'shape': \((?P<shape>(?:\d+, )*\d*,?)\), \}[ ]*\n$")
 _DESCR = re.compile(r"^(\|[iu]1|<[fiu][248]|<f2)$")     # the dtypes nlclf writes, as NumPy spells them
 PIECE = 1 << 24                                          # bytes read and hashed at a time
 
@@ -47,15 +51,14 @@ def members(path) -> list | None:
                 n = struct.unpack("<H" if magic[6] == 1 else "<I", size)[0]
                 if n > 1 << 16:
                     return None
-                header = ast.literal_eval(f.read(n).decode("latin1"))
-                descr, shape = header.get("descr"), header.get("shape")
-                if not (isinstance(descr, str) and _DESCR.match(descr) and isinstance(shape, tuple)
-                        and all(type(d) is int and d >= 0 for d in shape)):
+                m = _HEADER.match(f.read(n).decode("latin1"))
+                if m is None or not _DESCR.match(m["descr"]):
                     return None
+                descr, shape = m["descr"], tuple(int(d) for d in m["shape"].split(",") if d.strip())
                 out.append((info.filename.removesuffix(".npy"), descr, shape, f.tell(),
                             int(descr[2:]) * math.prod(shape)))
-    except (OSError, ValueError, SyntaxError, TypeError, AttributeError, MemoryError, RecursionError,
-            zipfile.BadZipFile, struct.error, EOFError, KeyError, NotImplementedError):
+    except (OSError, ValueError, MemoryError, zipfile.BadZipFile, struct.error, EOFError, KeyError,
+            NotImplementedError, UnicodeDecodeError):
         return None
     return out
 
