@@ -4,8 +4,10 @@ A model folder holds ``model.json`` (format version, config, vocabulary, labels,
 shape, a SHA-256 of the arrays, and the name of the arrays file) and that arrays file,
 ``model.<first 16 hex digits of the SHA-256>.npz``: stored (uncompressed) .npy members whose
 data starts at a multiple of 64 bytes, so loading maps them into memory as they are (no copy,
-no pickles) and verifies the SHA-256 on another thread while the vocabulary's lookup tables
-are built; ``load`` returns only once the digest matched.
+no pickles) and verifies the SHA-256 on another thread (nlclf.digest, which a command may
+start before the rest is imported) while the model is assembled; ``load`` returns only once
+the digest matched. The featurizer's lookup tables are not built
+here: a few texts do without them, a large batch builds them (features.bag).
 Each file is written atomically (temporary file, fsync, rename): the arrays first, then
 the JSON that names them, then stale arrays files are removed, so a crash at any moment
 leaves a consistent pair, old or new. Both are byte-for-byte deterministic: the same
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, digest
 from .config import Config, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, OutputError
 from . import features
@@ -196,33 +198,15 @@ def _member_arrays(path: Path):
     return out
 
 
-def _digest_ranges(path: Path, members: list) -> str:
-    """checksum() of the arrays of ``members``, read from the file in 16 MiB pieces (through the
-    page cache, never the mapping: the process does not grow by the arrays it hashes). Reading
-    and hashing release the GIL, and large pieces seldom ask for it back, so this runs beside
-    the loading thread's Python work."""
-    h = hashlib.sha256()
-    buf = bytearray(1 << 24)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        for name, dtype, shape, _, offset, nbytes in sorted(members):
-            h.update(f"{name}|{dtype.str}|{shape}|".encode())
-            f.seek(offset)
-            while nbytes:
-                got = f.readinto(view[:min(nbytes, len(buf))])
-                if not got:
-                    raise OSError("the file ended early")
-                h.update(view[:got])
-                nbytes -= got
-    return h.hexdigest()
-
-
 def map_npz(path: Path, expected: dict, sha256: str):
     """The arrays of an .npz written by write_npz, mapped read-only into memory (no copy: a page
     is read when a row is first used), and a thread that checks them against ``sha256``:
     ``join()`` it before trusting the arrays, it then holds the error, if any, in ``.error``.
-    Arrays of an older, unaligned file are copied."""
+    Arrays of an older, unaligned file are copied. The hash is digest.take's: started earlier
+    by digest.prefetch, or now; it is used if it hashed the ranges NumPy's reading of the
+    headers finds, else the file is hashed again."""
     _regular_file(path, "")
+    hashing = digest.take(path)
     _check_members(path, expected)
     members = _member_arrays(path)
     size = path.stat().st_size
@@ -238,8 +222,13 @@ def map_npz(path: Path, expected: dict, sha256: str):
         raise CheckpointError(f"{path}: damaged or not an nlclf array file ({e})") from None
 
     def verify():
+        ranges = [(name, dtype.str, shape, offset, nbytes) for name, dtype, shape, _, offset, nbytes in members]
         try:
-            if _digest_ranges(path, members) != sha256:
+            hashing.join()
+            got = hashing.digest if hashing.ranges == ranges else None
+            if got is None:
+                got = digest.of_ranges(path, ranges)
+            if got != sha256:
                 check.error = CheckpointError(
                     f"{path}: checksum mismatch: the arrays do not match the metadata (damaged or altered)")
         except OSError as e:
@@ -471,7 +460,6 @@ def _assemble(meta: dict, meta_path: Path, arrays: dict, arrays_path: Path, expe
     thresholds = None
     if spec.output == "sigmoid":
         thresholds = _thresholds(meta.get("thresholds"), spec.n_classes, meta_path)
-    featurizer.prepare()                 # its lookup tables, while the arrays are being checked
     return Classifier(featurizer, spec, params, list(meta["labels"]), float(meta["temperature"]),
                       info, thresholds), config
 

@@ -445,6 +445,8 @@ def predict(model: str = MODEL_ARG,
             scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="With --out-dir: predict on a Dask cluster, whose workers read the FILEs and the model at the same paths (trusted: Dask unpickles what the scheduler sends)."),
             overwrite: bool = OVERWRITE):
     """Label each input line: one result a line on stdout, in input order, streamed."""
+    from .digest import prefetch
+    prefetch(model)                     # the model's checksum, hashed on another core while the rest is imported
     from .predict import Request, is_several, predict_files, run_predict
     from .report import prediction_lines
     fmt = fmt.value

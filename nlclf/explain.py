@@ -42,7 +42,6 @@ Padding positions get a score like the others (E[pad] is usually zero) and ``exp
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import metrics
 from .model import Classifier
@@ -102,6 +101,7 @@ def attribute(params: dict, spec: mlp.NetSpec, X, c=None):
     else:
         g = dk @ W.T                                                        # (N, E) ∂z_c/∂f
         grad = np.einsum("re,re->r", params["E"][x.indices], g[rows])       # (nnz,) E[j] · g_n
+    import scipy.sparse as sp
     A = sp.csr_matrix((x.data * grad, x.indices.copy(), x.indptr.copy()), shape=x.shape)
     return z, c, A
 

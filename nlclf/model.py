@@ -27,9 +27,9 @@ class Classifier:
 
     def proba(self, texts: list) -> np.ndarray:
         """o (N, C) for raw texts (with the model's softmax temperature; σ(z) for several labels)."""
-        X = self.featurizer.transform(texts)
+        X = self.featurizer.transform_batch(texts)
         return mlp.predict_proba(self.params, self.spec, X, self.temperature)
 
     def logits(self, texts: list) -> np.ndarray:
         """z (N, C) for raw texts, before any temperature."""
-        return mlp.forward(self.params, self.spec, self.featurizer.transform(texts))[0]
+        return mlp.forward(self.params, self.spec, self.featurizer.transform_batch(texts))[0]

@@ -120,6 +120,8 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int | None = 1,
     processes (0: one per core; 1: in this process). A model with several labels a text gives
     the labels of decided_labels (its thresholds unless ``top_k`` or ``threshold`` is given)."""
     model, cfg, _ = _cached_model(model_dir)
+    if texts is None and parallel.n_workers(workers) > 1 and _input_bytes(paths) >= PREPARE_BYTES:
+        model.featurizer.prepare()      # its large batches' lookup tables, built once and shared by the workers
     records = data.iter_records(paths, cfg.data, id_field=id_field) if texts is None else ((None, t) for t in texts)
     predict_batch = _scorer(model, top_k, threshold, explain_k, allow_empty)
     held: collections.deque = collections.deque()      # the records of the batches in flight, in order
@@ -131,6 +133,20 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int | None = 1,
 
     for results in parallel.ordered_map(predict_batch, texts_of(_batches(records, batch_size)), workers):
         yield _results(held.popleft(), results, explain_k, with_text)
+
+
+PREPARE_BYTES = 1 << 20      # input files of this many bytes: the featurizer's tables are built before forking
+
+
+def _input_bytes(paths) -> int:
+    """The bytes of the regular files among ``paths`` (0 for stdin and the rest)."""
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size if str(p) != "-" and Path(p).is_file() else 0
+        except OSError:
+            pass
+    return total
 
 
 def _scorer(model, k: int | None, threshold: float | None, explain_k: int, allow_empty: bool = False):
@@ -256,7 +272,8 @@ def predict_files(model_dir, paths: list, out_dir, req: Request, overwrite: bool
     t0 = time.perf_counter()
     names = output_names(paths, req.fmt)
     model_dir = str(Path(model_dir).resolve())
-    _, cfg, sha = _cached_model(model_dir)               # loaded before the workers fork: they share it
+    model, cfg, sha = _cached_model(model_dir)           # loaded before the workers fork: they share it,
+    model.featurizer.prepare()                           # and the lookup tables of its large batches
     for p in paths:
         if not Path(p).exists():
             raise DataError(f"{p}: file not found")

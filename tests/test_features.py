@@ -176,9 +176,10 @@ def test_nb_spread_is_the_same_computed_in_blocks():
 
 def test_nb_spread_counts_the_same_dense_or_sparse(monkeypatch):
     """The (feature, class) counts in one dense array (few pairs) or as sparse blocks (many)."""
+    import scipy.sparse as sp
     from nlclf.features import weighting
     rng = np.random.default_rng(3)
-    X = weighting.sp.random(300, 500, density=0.05, format="csr", random_state=4, dtype=np.float32)
+    X = sp.random(300, 500, density=0.05, format="csr", random_state=4, dtype=np.float32)
     y = rng.integers(0, 7, 300)
     dense = weighting.nb_spread(X, y, 1.0)
     monkeypatch.setattr(weighting, "NB_DENSE_COUNTS", 0)

@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "nlclf"
 
 # Top to bottom: a module may import its own layer and the layers above it, never below.
-LAYERS = ["errors", "runtime", "parallel", "cluster", "text", "vocab", "nn", "features.weighting", "config", "features",
+LAYERS = ["errors", "digest", "runtime", "parallel", "cluster", "text", "vocab", "nn", "features.weighting", "config", "features",
           "data", "metrics", "calibration", "significance", "model", "explain", "training", "rundir", "checkpoint",
           "report", "plots", "compress", "pipeline", "evaluate", "predict", "inspection", "search", "api", "sklearn",
           "serve", "cli", "__main__"]

@@ -12,7 +12,10 @@ No string is built per token occurrence. Texts become integer ids once (one dict
 lookup a token); word n-grams are 64-bit keys of the ids of their words, computed with
 NumPy over the whole chunk and looked up in a vectorized hash table (KeyTable); the
 character n-grams of a word are looked up once per distinct word and expanded to its
-occurrences by a gather. Fitting is one pass: workers tokenize and count each chunk, this
+occurrences by a gather. The tables behind those lookups are built from the whole
+vocabulary, once, by the first large chunk; a loaded model predicting a few texts never builds
+them: it looks their n-grams up by their strings in the vocabulary's index (the same feature
+ids; ``FEW_TOKENS``). Fitting is one pass: workers tokenize and count each chunk, this
 process merges the counts and keeps each chunk's ids, and X is then assembled from those
 ids in workers, so the training texts are tokenized once (``fit_counts``).
 """
@@ -24,17 +27,18 @@ import zlib
 from typing import Iterable
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import parallel
 from ..config import AUTO
 from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams, ragged_take
-from ..vocab import PAD, UNK, UNK_ID, Vocabulary
+from ..vocab import PAD, PAD_ID, UNK, UNK_ID, Vocabulary
 from . import weighting
 from .base import CHUNK, TextFeaturizer, resolve_auto
-from .store import VALUELESS, RowStore, stack_structure
+from .store import VALUELESS, Csr, RowStore, stack_structure
 
 MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
+FEW_TOKENS = 2048                                # distinct tokens a chunk may have to be featurized
+                                                 # without building the lookup tables (Bag.counts)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -171,10 +175,11 @@ def _counts_merge(parts: list) -> tuple:
     return u, np.bincount(inv, weights=c, minlength=len(u)).astype(np.int64), w[first]
 
 
-def counts_csr(rows, cols, shape: tuple):
+def counts_csr(rows, cols, shape: tuple, light: bool = False):
     """CSR (R, D) float32 of how many times each (row, column) pair occurs in rows, cols (K,):
     one sort of their int64 keys row·D + col and its runs counted, columns sorted within a
-    row (as scipy's sum_duplicates leaves them, in half its time)."""
+    row (as scipy's sum_duplicates leaves them, in half its time). ``light``: the same arrays
+    as a store.Csr, without SciPy."""
     n, D = shape
     key = rows.astype(np.int64) * D + cols                                    # (K,)
     key.sort()
@@ -186,6 +191,9 @@ def counts_csr(rows, cols, shape: tuple):
     row = unique // D
     indptr = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+    if light:
+        return Csr(counts, (unique - row * D).astype(np.int32), indptr, shape)
+    import scipy.sparse as sp
     X = sp.csr_matrix((counts, (unique - row * D).astype(np.int32), indptr), shape=shape)
     X.has_sorted_indices = True
     return X
@@ -194,6 +202,7 @@ def counts_csr(rows, cols, shape: tuple):
 def stack_csr(parts: list, n_cols: int):
     """Stack CSR blocks row-wise into one CSR, preallocated, emptying ``parts`` as it goes
     so that peak memory is the result plus one block."""
+    import scipy.sparse as sp
     indptr, out = stack_structure(parts, {"indices": np.int32, "data": np.float32})
     if indptr[-1] < 2**31:
         indptr = indptr.astype(np.int32)
@@ -312,6 +321,9 @@ class Bag(TextFeaturizer):
     # --- the lookup tables of a vocabulary --------------------------------------------------
 
     def prepare(self) -> None:
+        """Build the lookup tables and the column scale now (a chunk of many texts does it
+        itself, a few texts never need them): before forking workers that will featurize
+        large batches, so that they share them."""
         self._tables()
         self.column_scale()
 
@@ -370,12 +382,24 @@ class Bag(TextFeaturizer):
             out[miss] = len(self.vocab) + (keys[miss] % np.uint64(B)).astype(np.int64)
         return out
 
-    def _word_char_fids(self, words: list) -> tuple:
+    def _string_gram_fids(self, n: int, pos, tids, strings: list):
+        """(G,) feature ids of the n-grams of size n starting at positions ``pos`` of a chunk, looked
+        up by their strings in the vocabulary's index (no tables); -1 for those outside it."""
+        words = [[strings[i] for i in tids[pos + j].tolist()] for j in range(n)]
+        return np.fromiter(map(self.vocab.index.get, map(NGRAM_SEP.join, zip(*words)), itertools.repeat(-1)),
+                           dtype=np.int64, count=len(pos))
+
+    def _word_char_fids(self, words: list, few: bool = False) -> tuple:
         """(flat feature ids of the character n-grams of each word, word after word; (W,) how
         many each word has): the vocabulary's, else a hash bucket (of the gram's string, as
-        bucket_of), else dropped."""
+        bucket_of), else dropped. ``few``: looked up by their strings (no tables)."""
         word, keys, start, size, marked = word_char_grams(words, *self.char_range)
-        fids = self._tables()[2].get(keys)
+        if few:
+            index = self.vocab.index
+            fids = np.fromiter((index.get(CHAR_MARK + marked[a:a + n], -1)
+                                for a, n in zip(start.tolist(), size.tolist())), dtype=np.int64, count=len(start))
+        else:
+            fids = self._tables()[2].get(keys)
         B = self.spec.hash_buckets
         if B:
             miss = np.flatnonzero(fids < 0)
@@ -387,17 +411,31 @@ class Bag(TextFeaturizer):
 
     # --- transform ----------------------------------------------------------------------------
 
-    def counts(self, texts: list):
-        """Unweighted X (N, D) CSR: the counts of every feature of a chunk of texts."""
-        distinct, lids = self._token_ids(texts)
-        keyid = self._tables()[0]
-        ids = np.fromiter(map(keyid.get, distinct, itertools.repeat(UNK_ID)), dtype=np.int64,
-                          count=len(distinct))[lids]
-        return self._assemble(ids, len(texts), lids, distinct)
+    def counts(self, texts: list, light: bool = False):
+        """Unweighted X (N, D) CSR: the counts of every feature of a chunk of texts (``light``:
+        as a store.Csr, without SciPy).
 
-    def _assemble(self, ids, n_texts: int, tids, strings: list):
+        A chunk of at most FEW_TOKENS distinct tokens, while the lookup tables are not built
+        (and without hash buckets, whose hashes need the tables' key ids), is looked up by
+        strings in the vocabulary's index instead: its words as they are, its n-grams and
+        character n-grams as the strings the vocabulary holds them by. Those are the feature
+        ids the tables give (barring a collision of two 64-bit keys of n-grams of three or
+        more words or of character n-grams, which the tables would take for a match)."""
+        distinct, lids = self._token_ids(texts)
+        few = self._index is None and len(distinct) <= FEW_TOKENS and not self.spec.hash_buckets
+        keyid = self.vocab.index if few else self._tables()[0]
+        ids = np.fromiter(map(keyid.get, distinct, itertools.repeat(UNK_ID)), dtype=np.int64,
+                          count=len(distinct))
+        if few:                                  # the tables' key ids, but for words known only
+            ids[ids == PAD_ID] = UNK_ID          # inside n-grams (<unk> here; their n-grams are
+            if texts:                            # looked up by string)
+                ids[distinct.index(SEP)] = -1
+        return self._assemble(ids[lids], len(texts), lids, distinct, few, light)
+
+    def _assemble(self, ids, n_texts: int, tids, strings: list, few: bool = False, light: bool = False):
         """CSR (N, D) of counts from a chunk's key ids (T,) (SEP = -1); ``tids`` (T,) gives each
-        token's string as ``strings[tids[t]]``, for the character n-grams."""
+        token's string as ``strings[tids[t]]``, for the n-grams looked up by string (``few``)
+        and the character n-grams. ``light``: as a store.Csr."""
         is_sep = ids == -1
         rows = np.cumsum(is_sep) - is_sep                                   # (T,) text of each token
         word = ~is_sep
@@ -406,19 +444,19 @@ class Bag(TextFeaturizer):
         cols, where = [fids[word]], [rows[word]]
         for n in range(2, self.spec.ngrams + 1):
             pos, keys = gram_keys(ids, is_sep, n)
-            g = self._gram_fids(n, keys)
+            g = self._string_gram_fids(n, pos, tids, strings) if few else self._gram_fids(n, keys)
             found = g >= 0
             cols.append(g[found])
             where.append(rows[pos[found]])
         if self.char_range:
-            c, r = self._chars(ids, word, rows, tids, strings)
+            c, r = self._chars(ids, word, rows, tids, strings, few)
             cols.append(c)
             where.append(r)
         col = np.concatenate(cols) if len(cols) > 1 else cols[0]
         row = np.concatenate(where) if len(where) > 1 else where[0]
-        return counts_csr(row, col, (n_texts, self.n_features))
+        return counts_csr(row, col, (n_texts, self.n_features), light)
 
-    def _chars(self, ids, word, rows, tids, strings: list):
+    def _chars(self, ids, word, rows, tids, strings: list, few: bool = False):
         """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
         word's grams found and looked up once for the chunk, then gathered to its occurrences."""
         pos = np.flatnonzero(word)                                          # (T',) word occurrences
@@ -430,7 +468,7 @@ class Bag(TextFeaturizer):
             drop[in_vocab] = frequent[k[in_vocab]]
             pos = pos[~drop]
         distinct, inv = np.unique(tids[pos], return_inverse=True)           # (W,), (T',)
-        fids, lengths = self._word_char_fids([strings[i] for i in distinct.tolist()])
+        fids, lengths = self._word_char_fids([strings[i] for i in distinct.tolist()], few)
         return fids[ragged_take(lengths, inv)], rows[np.repeat(pos, lengths[inv])]
 
     def _frequent(self):
@@ -443,6 +481,14 @@ class Bag(TextFeaturizer):
 
     def stack(self, parts: list):
         return stack_csr(parts, self.n_features)
+
+    def transform_batch(self, texts: list):
+        """transform's X for a batch to predict, in this process; up to CHUNK texts as a
+        store.Csr (the same numbers, without SciPy)."""
+        texts = list(texts)
+        if len(texts) > CHUNK:
+            return self.transform(texts)
+        return self.weigh(self.counts(texts, light=True))
 
     # --- fit ------------------------------------------------------------------------------------
 
@@ -534,15 +580,33 @@ class Bag(TextFeaturizer):
         a RowStore is given back reading its rows through this (they are weighed when read)."""
         if isinstance(X, RowStore):
             return X.weighed(self.weigh)
-        return weighting.weigh(X, self.spec.weighting, self.column_scale(),
-                               normalize=self.spec.normalize and self.spec.kind == "bow")
+        normalize = self.spec.normalize and self.spec.kind == "bow"
+        if isinstance(X, Csr) and self._scale is None and self._char_scaled():     # a few texts: the
+            return weighting.weigh(X, self.spec.weighting, normalize=normalize,      # factors of their
+                                   entry_scale=self.scale_of(X.indices))             # columns only
+        return weighting.weigh(X, self.spec.weighting, self.column_scale(), normalize=normalize)
+
+    def _char_scaled(self) -> bool:
+        return bool(self.char_range) and self.spec.char_weight != 1.0
+
+    def scale_of(self, columns):
+        """column_scale()[columns], computed for those columns alone (the same float32 values)."""
+        weights = self.weights if self.spec.weighting in weighting.FITTED else None
+        if not self._char_scaled():
+            return None if weights is None else weights[columns]
+        scale = np.ones(len(columns), dtype=np.float32) if weights is None else weights[columns]
+        V, tokens = len(self.vocab), self.vocab.tokens
+        is_char = np.fromiter((c < V and tokens[c].startswith(CHAR_MARK) for c in columns.tolist()),
+                              dtype=bool, count=len(columns))
+        scale[is_char] *= self.spec.char_weight
+        return scale
 
     def column_scale(self):
         """(D,) float32 factor of each feature, or None for none: the idf or NB weights (tfidf,
         nb) times ``char_weight`` on the character n-grams. With char_weight it is derived from
         the vocabulary and the weights (so never saved) and built once for them."""
         weights = self.weights if self.spec.weighting in weighting.FITTED else None
-        if not self.char_range or self.spec.char_weight == 1.0:
+        if not self._char_scaled():
             return weights
         if self._scale is None or self._scale[0] is not weights:
             is_char = np.fromiter(map(str.startswith, self.vocab.tokens, itertools.repeat(CHAR_MARK)),

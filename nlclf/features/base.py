@@ -167,6 +167,10 @@ class TextFeaturizer:
         """X for texts: the counts, weighed."""
         return self.weigh(self.transform_counts(texts))
 
+    def transform_batch(self, texts: list):
+        """transform's X for a batch of texts to predict (bags: without SciPy)."""
+        return self.transform(texts)
+
     def fit(self, texts: list, y=None):
         """Vocabulary and feature weights from the training texts (and label ids y, for nb)."""
         self.fit_transform(texts, y)

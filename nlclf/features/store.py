@@ -13,7 +13,6 @@ row by row), so a training batch costs what it reads and the numbers do not chan
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 VALUELESS = ("binary", "nb")          # weightings that replace every count by 1 before scaling
 
@@ -46,6 +45,22 @@ def stack_structure(parts: list, fields: dict) -> tuple:
             a[k:k + p.nnz] = getattr(p, name)
         r, k = r + m, k + p.nnz
     return indptr, out
+
+
+class Csr:
+    """The arrays of a CSR matrix X (N, D) and nothing more: data (nnz,) float32, indices
+    (nnz,) int32, indptr (N+1,) int32. What a batch to predict is featurized into, so that
+    predicting a few texts never imports SciPy; the network (nn.layers.as_batch) and
+    weighting.weigh read it as they read a SciPy CSR matrix."""
+
+    __slots__ = ("data", "indices", "indptr", "shape")
+
+    def __init__(self, data, indices, indptr, shape):
+        self.data, self.indices, self.indptr, self.shape = data, indices, indptr, tuple(shape)
+
+    @property
+    def nnz(self) -> int:
+        return len(self.data)
 
 
 class RowStore:
@@ -92,6 +107,7 @@ class RowStore:
 
     def __getitem__(self, rows):
         """The float32 CSR (R, D) of ``rows`` (an int array or a slice), weighed."""
+        import scipy.sparse as sp
         if isinstance(rows, slice):
             rows = np.arange(*rows.indices(self.shape[0]))
         rows = np.asarray(rows, dtype=np.int64)

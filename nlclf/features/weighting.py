@@ -2,13 +2,14 @@
 
 Shapes: the package's letters (N texts, D features, C classes).
 
-``WEIGHTINGS`` names the weightings a config may ask for; ``weigh`` applies one.
+``WEIGHTINGS`` names the weightings a config may ask for; ``weigh`` applies one. ``weigh``
+reads only X's ``indptr``, ``indices``, ``data`` and ``shape`` (a SciPy matrix or
+features.store.Csr); SciPy is imported by the fitting functions that build sparse matrices.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 WEIGHTINGS = ("count", "binary", "log", "tfidf", "nb")
 FITTED = ("tfidf", "nb")                 # weightings with per-feature weights learnt from train
@@ -29,6 +30,7 @@ def nb_spread(X, y, alpha: float, block: int = 1 << 16):
     NBSVM's |r|). The (D, C) counts stay sparse; they are made dense ``block`` features at a
     time, fewer when there are many classes (at most NB_BLOCK_VALUES values); up to
     NB_DENSE_COUNTS (feature, class) pairs they are counted in one dense array instead."""
+    import scipy.sparse as sp
     if y is None:
         raise ValueError("nb weighting needs the training labels")
     y = np.asarray(y)
@@ -61,6 +63,7 @@ def _nb_spread_several(X, Y, alpha: float, block: int):
     """nb_spread for several labels a text, Y (N, C) 0/1: p_c counts the rows holding the feature
     among those with label c (a row counts for each of its labels). The (D, C) counts are one
     sparse product of the binarised X and Y, made dense ``block`` features at a time."""
+    import scipy.sparse as sp
     N, D = X.shape
     C = Y.shape[1]
     B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), X.indices, X.indptr), shape=(N, D))  # (N, D) 0/1
@@ -83,9 +86,10 @@ def fit(weighting: str, X, y, n_features: int, nb_alpha: float):
     return None
 
 
-def weigh(X, weighting: str, scale=None, normalize: bool = False):
+def weigh(X, weighting: str, scale=None, normalize: bool = False, entry_scale=None):
     """X (N, D) counts, in place: binary (also nb) or 1 + log tf, times ``scale`` (D,) per
-    feature (the idf or NB weights, times char_weight on character n-grams), then each row
+    feature (the idf or NB weights, times char_weight on character n-grams), or times
+    ``entry_scale`` (nnz,), the same factor given for each stored entry, then each row
     L2-normalised when ``normalize``."""
     for a, b in row_blocks(X):                  # a block of rows at a time: temporaries stay small
         lo, hi = X.indptr[a], X.indptr[b]
@@ -95,7 +99,9 @@ def weigh(X, weighting: str, scale=None, normalize: bool = False):
         elif weighting == "log":
             np.log(data, out=data)
             data += 1.0
-        if scale is not None:
+        if entry_scale is not None:
+            data *= entry_scale[lo:hi]
+        elif scale is not None:
             data *= scale[X.indices[lo:hi]]
         if normalize:
             lengths = np.diff(X.indptr[a:b + 1])

@@ -14,14 +14,17 @@ gradient touches only the rows of the columns present in the batch and is
 returned as ``Rows(index, value)``: never a dense (V, H) array. The one V-sized
 temporary is the int32 (V+1,) row-pointer array of plain SGD's fused update
 (``ProductRows.add_scaled_to``), made only while V is small next to the batch.
+
+SciPy is imported only where it is used (large products, training's fused update, the
+embed_concat gradient): predicting a few texts runs on NumPy alone.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 
 @dataclass
@@ -49,21 +52,49 @@ class Rows:
         return out
 
 
-try:                                     # SciPy's compiled CSR kernels, called without the
-    from scipy.sparse import _sparsetools  # per-call overhead of building sparse-matrix objects
-except ImportError:                      # pragma: no cover - fall back to the public API
-    _sparsetools = None
+def sparsetools():
+    """SciPy's compiled CSR kernels (called without the per-call overhead of building
+    sparse-matrix objects), imported on first use; None when SciPy lacks them."""
+    try:
+        from scipy.sparse import _sparsetools
+    except ImportError:                  # pragma: no cover - fall back to the public API
+        return None
+    return _sparsetools
+
+
+GATHER_ENTRIES = 1 << 14     # products of at most this many stored entries: NumPy, no SciPy import
+
+
+def gather_matmul(indptr, indices, data, M):
+    """csr_matmul in NumPy: out[r] accumulates data[e] · M[indices[e]] over row r's entries in
+    their stored order, the e-th entries of all rows at a time, from zero, in M's dtype: the
+    same operations in the same order as SciPy's csr_matvecs, so the same bits (tested)."""
+    n_rows = len(indptr) - 1
+    out = np.zeros((n_rows, M.shape[1]), dtype=M.dtype)                 # (R, H)
+    lengths = np.diff(indptr)                                           # (R,)
+    for e in range(int(lengths.max(initial=0))):
+        rows = np.flatnonzero(lengths > e)
+        at = indptr[rows] + e                                           # the e-th entry of each
+        out[rows] += M[indices[at]] * data[at, None]
+    return out
 
 
 def csr_matmul(indptr, indices, data, n_cols: int, M):
-    """A (R, n_cols) CSR matrix given by its arrays, times dense M (n_cols, H) -> (R, H)."""
+    """A (R, n_cols) CSR matrix given by its arrays, times dense M (n_cols, H) -> (R, H). SciPy's
+    kernel is several times faster, but importing SciPy costs more than a few texts' product:
+    so up to GATHER_ENTRIES stored entries, and while SciPy is not loaded yet (training loads
+    it), the product is gather_matmul's. Both give the same bits."""
     n_rows = len(indptr) - 1
     data = data.astype(M.dtype, copy=False)
+    if len(data) <= GATHER_ENTRIES and "scipy.sparse" not in sys.modules:
+        return gather_matmul(indptr, indices, data, M)
     M = np.ascontiguousarray(M)
-    if _sparsetools is None:
+    kernels = sparsetools()
+    if kernels is None:                                                 # pragma: no cover
+        import scipy.sparse as sp
         return np.asarray(sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols)) @ M)
     out = np.zeros((n_rows, M.shape[1]), dtype=M.dtype)
-    _sparsetools.csr_matvecs(n_rows, n_cols, M.shape[1], indptr, indices, data, M.ravel(), out.ravel())
+    kernels.csr_matvecs(n_rows, n_cols, M.shape[1], indptr, indices, data, M.ravel(), out.ravel())
     return out
 
 
@@ -188,7 +219,7 @@ class ProductRows(Rows):
         self._value = v
 
     def _fusable(self, W) -> bool:
-        return (_sparsetools is not None and W.flags.c_contiguous
+        return (sparsetools() is not None and W.flags.c_contiguous
                 and len(W) <= FUSE_ROWS_PER_ENTRY * max(self._X.nnz, 1))
 
     def _fused_add(self, W, data) -> None:
@@ -198,7 +229,7 @@ class ProductRows(Rows):
         indptr = np.zeros(len(W) + 1, dtype=X.t_indptr.dtype)                   # (V+1,) rows of Xᵀ
         indptr[X.u + 1] = np.diff(X.t_indptr)
         np.cumsum(indptr, out=indptr)
-        _sparsetools.csr_matvecs(len(W), X.shape[0], W.shape[1], indptr, X.t_indices, data,
+        sparsetools().csr_matvecs(len(W), X.shape[0], W.shape[1], indptr, X.t_indices, data,
                                  dy.ravel(), W.reshape(-1))
 
     def add_scaled_to(self, W, alpha) -> None:
@@ -312,6 +343,7 @@ def embed_concat_backward(E, b, J, df, need_dx=False, pad_id=0, **_):
 
     Repeated tokens accumulate; the padding row gets no gradient and stays as it is.
     """
+    import scipy.sparse as sp
     e = E.shape[1]
     ids = J.ravel()                                         # (N*T,)
     u, inv = np.unique(ids, return_inverse=True)
