@@ -232,6 +232,7 @@ def predict_part(model_dir: str, part, req: Request) -> tuple:
     once per process."""
     from .report import prediction_lines
     model, cfg, sha = _cached_model(model_dir)
+    model.featurizer.prepare()                 # a file or a part of one: many batches, built once a worker
     predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k, req.allow_empty)
     out = []
     for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):

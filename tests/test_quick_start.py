@@ -78,6 +78,19 @@ def test_a_large_chunk_builds_the_tables(run, monkeypatch):
     assert model.featurizer._index is not None
 
 
+def test_a_stream_of_small_batches_builds_the_tables_once_the_budget_is_spent(run, monkeypatch):
+    folder, texts = run
+    model, _, _ = checkpoint.load(folder)
+    f = model.featurizer
+    first, rest = texts[3], [t for t in texts if t.strip()][:20]
+    monkeypatch.setattr(bag, "FEW_TOKENS", len(f._token_ids([first])[0]))
+    p = model.proba([first])                                 # the budget, spent
+    assert f._index is None
+    model.proba(rest[:1])                                    # one more small batch: the tables
+    assert f._index is not None
+    assert np.array_equal(bits(model.proba([first])), bits(p))
+
+
 def test_the_numpy_product_has_scipys_bits(rng):
     kernels = layers.sparsetools()
     for _ in range(50):

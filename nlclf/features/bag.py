@@ -37,7 +37,7 @@ from .base import CHUNK, TextFeaturizer, resolve_auto
 from .store import VALUELESS, Csr, RowStore, stack_structure
 
 MERGE_EVERY = 1 << 23                            # n-gram keys held before their counts are merged
-FEW_TOKENS = 2048                                # distinct tokens a chunk may have to be featurized
+FEW_TOKENS = 2048                                # distinct tokens (summed over chunks) a Bag featurizes
                                                  # without building the lookup tables (Bag.counts)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
@@ -304,6 +304,7 @@ class Bag(TextFeaturizer):
         super().__init__(spec, vocab, weights)       # weights (D,) float32: idf (tfidf) or NB spread (nb)
         self._scale = None
         self._index = None                           # the lookup tables, derived from the vocabulary (_tables)
+        self._by_string = 0                          # distinct tokens looked up by string so far (counts)
 
     @property
     def char_range(self) -> tuple:
@@ -415,14 +416,19 @@ class Bag(TextFeaturizer):
         """Unweighted X (N, D) CSR: the counts of every feature of a chunk of texts (``light``:
         as a store.Csr, without SciPy).
 
-        A chunk of at most FEW_TOKENS distinct tokens, while the lookup tables are not built
-        (and without hash buckets, whose hashes need the tables' key ids), is looked up by
-        strings in the vocabulary's index instead: its words as they are, its n-grams and
+        Until the lookup tables are built, and while this chunk and those before it hold at
+        most FEW_TOKENS distinct tokens together (a process predicting a few lines: the budget
+        is spent once, so a stream of small batches soon builds the tables), a chunk without
+        hash buckets (whose hashes need the tables' key ids) is looked up by strings in the
+        vocabulary's index instead: its words as they are, its n-grams and
         character n-grams as the strings the vocabulary holds them by. Those are the feature
         ids the tables give (barring a collision of two 64-bit keys of n-grams of three or
         more words or of character n-grams, which the tables would take for a match)."""
         distinct, lids = self._token_ids(texts)
-        few = self._index is None and len(distinct) <= FEW_TOKENS and not self.spec.hash_buckets
+        few = (self._index is None and self._by_string + len(distinct) <= FEW_TOKENS
+               and not self.spec.hash_buckets)
+        if few:
+            self._by_string += len(distinct)
         keyid = self.vocab.index if few else self._tables()[0]
         ids = np.fromiter(map(keyid.get, distinct, itertools.repeat(UNK_ID)), dtype=np.int64,
                           count=len(distinct))
