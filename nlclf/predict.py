@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import checkpoint, data, explain, metrics, parallel, rundir
+from . import checkpoint, data, explain, metrics, parallel, rundir, runtime
 from .errors import CheckpointError, ConfigError, DataError
 
 
@@ -235,9 +235,10 @@ def predict_part(model_dir: str, part, req: Request) -> tuple:
     model.featurizer.prepare()                 # a file or a part of one: many batches, built once a worker
     predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k, req.allow_empty)
     out = []
-    for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):
-        results = _results(batch, predict_batch([t for _, t in batch]), req.explain_k, req.with_text)
-        out.append(prediction_lines(results, req.fmt, req.proba, req.many, bool(req.explain_k)))
+    with runtime.malloc_thresholds(runtime.BATCHES_MALLOC):
+        for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):
+            results = _results(batch, predict_batch([t for _, t in batch]), req.explain_k, req.with_text)
+            out.append(prediction_lines(results, req.fmt, req.proba, req.many, bool(req.explain_k)))
     return sha, "".join(out).encode("utf-8")
 
 

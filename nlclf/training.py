@@ -22,7 +22,7 @@ from . import metrics, parallel
 from .config import AUTO, TrainConfig
 from .errors import CheckpointError, Interrupted, TrainingDiverged
 from .features.base import AUTO_TOKENS
-from .runtime import TRAINING_MALLOC, blas_threads, malloc_thresholds
+from .runtime import BATCHES_MALLOC, blas_threads, malloc_thresholds
 from .nn import mlp, optim
 from .nn.layers import SparseBatch
 from .nn.losses import binary_cross_entropy, cross_entropy, log_softmax, sigmoid
@@ -287,7 +287,7 @@ def fit(spec: mlp.NetSpec, params: dict, data: Data, cfg: TrainConfig, rng: np.r
     dev epoch's weights. ``state``: a State to continue from (weights, optimiser, generator and
     position restored). Overflow is not warned about: a non-finite loss or weight stops
     training with TrainingDiverged instead."""
-    with malloc_thresholds(TRAINING_MALLOC), blas_threads(1), \
+    with malloc_thresholds(BATCHES_MALLOC), blas_threads(1), \
             np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         cfg = resolve_auto(cfg, n_rows(data.X), spec.input_kind == "bow")
         if spec.output == "sigmoid" and cfg.metric == "accuracy":      # several labels a text: micro-F1
