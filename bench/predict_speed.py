@@ -13,8 +13,8 @@ the process tree; 2 BLAS threads), one after the other:
    epochs, lr 0.5, bigrams, dim 100) saved as ``.bin`` and, by ``quantize``, as ``.ftz``;
 2. start: ``echo 'a fine film' | nlclf predict MODEL -`` (median of 5), and fastText's Python
    bindings labelling that line from the ``.ftz`` and the ``.bin``;
-3. throughput: 100,000 lines (sst5's texts, cycled) through ``nlclf predict`` (2 workers and
-   one process) and fastText (``peer_fasttext.py --predict``: load, read every line, predict);
+3. throughput: 100,000 lines (sst5's texts, cycled) through ``nlclf predict`` (a file on 2 workers and
+   on one process, and the file on standard input, ``cat FILE | nlclf predict MODEL -``) and fastText (``peer_fasttext.py --predict``: load, read every line, predict);
 4. memory: ``nlclf predict`` of 10,000 and of 1,000,000 lines;
 5. Dask: 20 files of 50,000 lines into ``--out-dir``, locally with ``--workers 2`` and on a
    2-worker LocalCluster (started before, not timed), the outputs compared byte for byte.
@@ -300,6 +300,7 @@ def throughput_rows(sst5: str, ft: dict, texts: list, work: Path) -> dict:
     return {"lines": 100_000, "rows": {
         "nlclf predict, 2 workers": through([NLCLF, "predict", sst5, lines100k], 100_000),
         "nlclf predict, 1 process": through([NLCLF, "predict", sst5, lines100k, "--workers", "1"], 100_000),
+        "nlclf predict - (cat FILE \\|), 2 workers": through(["cat", lines100k, "|", NLCLF, "predict", sst5, "-"], 100_000),
         "fastText .bin": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["bin"]], 100_000),
         "fastText .ftz": through([sys.executable, HERE / "peer_fasttext.py", "--predict", lines100k, "--model", ft["ftz"]], 100_000)}}
 

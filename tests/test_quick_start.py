@@ -86,9 +86,12 @@ def test_a_stream_of_small_batches_builds_the_tables_once_the_budget_is_spent(ru
     monkeypatch.setattr(bag, "FEW_TOKENS", len(f._token_ids([first])[0]))
     p = model.proba([first])                                 # the budget, spent
     assert f._index is None
-    model.proba(rest[:1])                                    # one more small batch: the tables
-    assert f._index is not None
+    calls = []
+    monkeypatch.setattr(f, "scale_of", lambda columns: calls.append(len(columns)) or bag.Bag.scale_of(f, columns))
+    model.proba(rest[:1])                                    # one more small batch: the tables,
+    assert f._index is not None and f._scale is not None     # and the column scale with them
     assert np.array_equal(bits(model.proba([first])), bits(p))
+    assert calls == []                                       # no batch's columns scaled one by one
 
 
 def test_the_numpy_product_has_scipys_bits(rng):

@@ -177,11 +177,13 @@ def _counts_merge(parts: list) -> tuple:
 
 def counts_csr(rows, cols, shape: tuple, light: bool = False):
     """CSR (R, D) float32 of how many times each (row, column) pair occurs in rows, cols (K,):
-    one sort of their int64 keys row·D + col and its runs counted, columns sorted within a
-    row (as scipy's sum_duplicates leaves them, in half its time). ``light``: the same arrays
+    one sort of their keys row·D + col (int32 when R·D allows: a third faster than int64) and
+    its runs counted, columns sorted within a row (as scipy's sum_duplicates leaves them, in
+    half its time). ``light``: the same arrays
     as a store.Csr, without SciPy."""
     n, D = shape
-    key = rows.astype(np.int64) * D + cols                                    # (K,)
+    narrow = np.int32 if n * D < 2**31 else np.int64                          # a batch: int32 keys sort faster
+    key = rows.astype(narrow) * narrow(D) + cols.astype(narrow, copy=False)   # (K,)
     key.sort()
     first = np.ones(len(key), dtype=bool)
     np.not_equal(key[1:], key[:-1], out=first[1:])
@@ -587,9 +589,9 @@ class Bag(TextFeaturizer):
         if isinstance(X, RowStore):
             return X.weighed(self.weigh)
         normalize = self.spec.normalize and self.spec.kind == "bow"
-        if isinstance(X, Csr) and self._scale is None and self._char_scaled():     # a few texts: the
-            return weighting.weigh(X, self.spec.weighting, normalize=normalize,      # factors of their
-                                   entry_scale=self.scale_of(X.indices))             # columns only
+        if isinstance(X, Csr) and self._scale is None and self._index is None and self._char_scaled():
+            return weighting.weigh(X, self.spec.weighting, normalize=normalize,      # a few texts (counts'
+                                   entry_scale=self.scale_of(X.indices))             # budget): their columns'
         return weighting.weigh(X, self.spec.weighting, self.column_scale(), normalize=normalize)
 
     def _char_scaled(self) -> bool:
