@@ -229,13 +229,15 @@ def predict_part(model_dir: str, part, req: Request) -> tuple:
     """(the model's SHA-256, the output bytes) of one task: a file, or a data.FilePart of one,
     predicted in fixed batches of req.batch_size records from its start, so the bytes do not
     depend on where, or beside which other parts, it ran. Runs on a worker: the model is loaded
-    once per process."""
+    once per process. Its batches run as the training loop's do (runtime): glibc's batch-loop
+    thresholds and one BLAS thread, whatever the worker's environment says (a Dask worker
+    started with OPENBLAS_NUM_THREADS=2 on each of 2 cores took 1.6 times as long)."""
     from .report import prediction_lines
     model, cfg, sha = _cached_model(model_dir)
     model.featurizer.prepare()                 # a file or a part of one: many batches, built once a worker
     predict_batch = _scorer(model, req.top_k, req.threshold, req.explain_k, req.allow_empty)
     out = []
-    with runtime.malloc_thresholds(runtime.BATCHES_MALLOC):
+    with runtime.malloc_thresholds(runtime.BATCHES_MALLOC), runtime.blas_threads(1):
         for batch in parallel.chunks(data.iter_records([part], cfg.data, id_field=req.id_field), req.batch_size):
             results = _results(batch, predict_batch([t for _, t in batch]), req.explain_k, req.with_text)
             out.append(prediction_lines(results, req.fmt, req.proba, req.many, bool(req.explain_k)))

@@ -115,9 +115,10 @@ def test_workers_do_not_change_a_byte(run, monkeypatch):
     assert (run / "w1" / "big.pred").read_text().count("\n") == 1000
 
 
-def test_a_task_predicts_its_batches_with_the_batch_loop_heap_and_puts_back_the_one_before(run, monkeypatch):
+def test_a_task_predicts_its_batches_as_the_training_loop_does_and_puts_back_the_heap_before(run, monkeypatch):
     # A Dask worker starts with MALLOC_TRIM_THRESHOLD_=65536, which freezes glibc's mmap
-    # threshold at 128 KiB: every batch's temporaries would be mapped and faulted in afresh.
+    # threshold at 128 KiB: every batch's temporaries would be mapped and faulted in afresh;
+    # and its BLAS may have a thread a core beside the other workers'.
     from nlclf import runtime
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
@@ -125,11 +126,13 @@ def test_a_task_predicts_its_batches_with_the_batch_loop_heap_and_puts_back_the_
     monkeypatch.setattr(runtime, "_malloc_now", [runtime._started_with()])
     calls = []
     monkeypatch.setattr(runtime, "_set_malloc", lambda t: (calls.append(t), runtime._malloc_now.__setitem__(0, t)))
+    blas = runtime.blas_threads
+    monkeypatch.setattr(runtime, "blas_threads", lambda n=1: (calls.append(("blas", n)), blas(n))[1])
     (run / "t.txt").write_text("apple pear\nowl\n")
     sha, out = predict.predict_part(str(run / "run"), data.line_parts(run / "t.txt", DataConfig(), 10)[0],
                                     predict.Request())
     assert out == b"fruit\nbirds\n"
-    assert calls == [(runtime.BATCHES_MALLOC, 2 * runtime.BATCHES_MALLOC), (128 * 1024, 65536)]
+    assert calls == [(runtime.BATCHES_MALLOC, 2 * runtime.BATCHES_MALLOC), ("blas", 1), (128 * 1024, 65536)]
     assert runtime._malloc_now[0] == (128 * 1024, 65536)
 
 
