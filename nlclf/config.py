@@ -15,8 +15,6 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from .errors import ConfigError
 from .features.weighting import WEIGHTINGS
 from .nn.activations import ACTIVATIONS
@@ -24,6 +22,13 @@ from .nn.mlp import INPUT_KINDS
 from .nn.optim import OPTIMIZERS, SCHEDULES
 from .text import TOKENIZERS
 
+
+
+def _yaml():
+    """PyYAML, imported when a config is first read or written as YAML: a model folder holds its
+    config as JSON, so loading one to predict does without it (about 20 ms of a start)."""
+    import yaml
+    return yaml
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -321,13 +326,13 @@ def _suggest(word: str, options) -> str:
 
 
 def _fmt(value) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+    return _yaml().safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
 
 
 def _lines(node, prefix="", out=None) -> dict:
     """Map each dotted key of a composed YAML mapping to its 1-based line."""
     out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, _yaml().MappingNode):
         for key, value in node.value:
             dotted = f"{prefix}{key.value}"
             out[dotted] = key.start_mark.line + 1
@@ -443,9 +448,9 @@ def _expanded_size(node, memo: dict) -> int:
     key = id(node)
     if key not in memo:
         memo[key] = MAX_YAML_VALUES + 1               # a node inside itself (a recursive alias)
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, _yaml().MappingNode):
             size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
+        elif isinstance(node, _yaml().SequenceNode):
             size = 1 + sum(_expanded_size(v, memo) for v in node.value)
         else:
             size = 1
@@ -460,10 +465,10 @@ def _duplicate_keys(node, source: str, path: str = "", seen=None) -> list:
         return []
     seen.add(id(node))
     out = []
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, _yaml().MappingNode):
         first = {}
         for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+            if isinstance(k, _yaml().ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
                 name = f"{path}{k.value}"
                 if k.value in first:
                     out.append(f"{source}:{k.start_mark.line + 1}: {name}: written twice (lines "
@@ -471,7 +476,7 @@ def _duplicate_keys(node, source: str, path: str = "", seen=None) -> list:
                 else:
                     first[k.value] = k.start_mark.line + 1
                 out += _duplicate_keys(v, source, f"{name}.", seen)
-    elif isinstance(node, yaml.SequenceNode):
+    elif isinstance(node, _yaml().SequenceNode):
         for v in node.value:
             out += _duplicate_keys(v, source, path, seen)
     return out
@@ -481,6 +486,8 @@ def read_yaml(text: str, source: str):
     """(data, composed node) of a YAML document, refusing what safe_load would accept but a config
     must not be: a key written twice (the second would silently win), aliases that expand to more
     than MAX_YAML_VALUES values, numbers too long to read."""
+    yaml = _yaml()
+
     def invalid(e):
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -596,7 +603,7 @@ def to_dict(cfg: Config) -> dict:
 
 
 def dump(cfg: Config) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    return _yaml().safe_dump(to_dict(cfg), sort_keys=False)
 
 
 def from_dict(raw: dict, source: str = "<checkpoint>") -> Config:
@@ -696,7 +703,7 @@ HELP = {
 def starter(kind: str = "bow", train: str = "train.tsv", dev: str = "dev.tsv", test: str = "") -> str:
     """A commented config holding every key with its default for ``kind``, and one line on
     what it does: what `nlclf config init` prints."""
-    cfg = load_text(yaml.safe_dump({"data": {"train": train, "dev": dev, "test": test},
+    cfg = load_text(_yaml().safe_dump({"data": {"train": train, "dev": dev, "test": test},
                                     "features": {"kind": kind}}), "<starter>")
     out = [f"# nlclf config: every key with its default for features.kind {kind}; delete what you keep",
            "# as it is. Check it with `nlclf config check FILE`, train with `nlclf train FILE`.", ""]
