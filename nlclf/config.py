@@ -23,12 +23,12 @@ from .nn.optim import OPTIMIZERS, SCHEDULES
 from .text import TOKENIZERS
 
 
-
 def _yaml():
     """PyYAML, imported when a config is first read or written as YAML: a model folder holds its
     config as JSON, so loading one to predict does without it (about 20 ms of a start)."""
     import yaml
     return yaml
+
 
 @dataclass(frozen=True)
 class DataConfig:

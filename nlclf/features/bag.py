@@ -179,8 +179,7 @@ def counts_csr(rows, cols, shape: tuple, light: bool = False):
     """CSR (R, D) float32 of how many times each (row, column) pair occurs in rows, cols (K,):
     one sort of their keys row·D + col (int32 when R·D allows: a third faster than int64) and
     its runs counted, columns sorted within a row (as scipy's sum_duplicates leaves them, in
-    half its time). ``light``: the same arrays
-    as a store.Csr, without SciPy."""
+    half its time). ``light``: the same arrays as a store.Csr, without SciPy."""
     n, D = shape
     narrow = np.int32 if n * D < 2**31 else np.int64                          # a batch: int32 keys sort faster
     key = rows.astype(narrow) * narrow(D) + cols.astype(narrow, copy=False)   # (K,)
