@@ -13,7 +13,7 @@ from nlclf import checkpoint, pipeline
 from nlclf.features import bag
 from nlclf.nn import layers, mlp
 
-from conftest import ENV, TIMEOUT, cfg_for
+from conftest import ENV, REPO, TIMEOUT, cfg_for
 from test_multilabel import several_cfg
 
 ODD = ["", "owl", "<pad> <unk> owl", "apple banana and some filler", "zzz qqq unseen words only",
@@ -162,6 +162,17 @@ def test_a_large_input_file_builds_the_tables_before_the_workers_fork(run, tmp_p
         predict._LOADED.clear()
         list(predict.run_predict(folder, [str(path)], workers=2))
         assert (predict._cached_model(folder)[0].featurizer._index is not None) == built
+
+
+def test_the_command_starts_hashing_the_model_before_it_imports_typer(run):
+    folder, _ = run
+    code = "import sys; from nlclf.__main__ import main; sys.argv[0] = 'nlclf'; main()"
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", code, "predict", str(folder), "-"],
+                       input="apple owl\n", env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stderr[-2000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
+    assert imported.index("nlclf.digest") < imported.index("typer")
+    assert 'nlclf = "nlclf.__main__:main"' in (REPO / "pyproject.toml").read_text()
 
 
 def test_the_predict_command_imports_neither_scipy_scikit_learn_nor_yaml(run):
