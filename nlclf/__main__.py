@@ -3,8 +3,8 @@
 ``nlclf predict MODEL ...`` starts hashing the model's arrays on another core (digest.prefetch)
 before typer and click are imported and the command line parsed: loading waits for that
 checksum, and on a 2-core machine it ends after everything else a one-line prediction does.
-The command itself starts the same hashing if this did not (MODEL after an option): it is
-started once a file."""
+The command itself asks for the same hashing (it is where MODEL after an option is found);
+digest.prefetch starts it once a file."""
 
 import sys
 
