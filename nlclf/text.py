@@ -73,26 +73,31 @@ def tokenize_distinct(texts: list, mode: str = "regex", lowercase: bool = True, 
     never holds whitespace (str.split's whitespace is WORD_RE's), so the pieces' tokens, gathered
     to the pieces' occurrences, are the tokens of the whole batch. No string is built or
     matched per token occurrence; the pieces' first-seen order is the tokens' as well."""
-    pieces = _joined(texts, lowercase, accents, max_chars).split()
-    distinct = list(dict.fromkeys(pieces))                                 # (P,)
-    index = dict(zip(distinct, range(len(distinct))))
-    ids = np.fromiter(map(index.__getitem__, pieces), dtype=np.int32, count=len(pieces))    # (T,)
-    del pieces, index
+    distinct, ids = distinct_ids(_joined(texts, lowercase, accents, max_chars).split())   # (P,), (T,)
     if mode == "regex":
         parts = list(map(WORD_RE.findall, distinct))                       # (P,) lists of tokens
         lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         if not (lengths == 1).all():                                      # some pieces hold several
-            flat = list(itertools.chain.from_iterable(parts))
-            tokens = list(dict.fromkeys(flat))
-            index = dict(zip(tokens, range(len(tokens))))
-            flat_ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat))
+            distinct, flat_ids = distinct_ids(list(itertools.chain.from_iterable(parts)))
             ids = flat_ids[ragged_take(lengths, ids)]
-            distinct = tokens
     if not punctuation:
         distinct, ids = _renamed(distinct, ids, [None if t != SEP and is_punct(t) else t for t in distinct])
     if max_token_chars and distinct and max(map(len, distinct)) > max_token_chars:   # a URL, a hash, a hostile input
         distinct, ids = _renamed(distinct, ids, [t[:max_token_chars] for t in distinct])
     return distinct, ids
+
+
+def distinct_ids(items: list) -> tuple:
+    """(the distinct items in first-seen order (P,), (T,) int32 index of each item into them),
+    with one dictionary operation an item: ``setdefault`` maps each item to the position of its
+    first occurrence, and those positions, ascending in the dictionary's order, are renumbered
+    0..P-1 by a NumPy gather."""
+    first: dict = {}
+    pos = np.int32 if len(items) < 2**31 else np.int64
+    at = np.fromiter(map(first.setdefault, items, range(len(items))), dtype=pos, count=len(items))   # (T,)
+    number = np.empty(len(items), dtype=np.int32)
+    number[np.fromiter(first.values(), dtype=pos, count=len(first))] = np.arange(len(first), dtype=np.int32)
+    return list(first), number[at]
 
 
 def _renamed(tokens: list, ids, new: list) -> tuple:
