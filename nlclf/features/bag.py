@@ -305,6 +305,7 @@ class Bag(TextFeaturizer):
         super().__init__(spec, vocab, weights)       # weights (D,) float32: idf (tfidf) or NB spread (nb)
         self._scale = None
         self._index = None                           # the lookup tables, derived from the vocabulary (_tables)
+        self._word_chars = None                      # each word's character n-gram ids (_char_table)
         self._by_string = 0                          # distinct tokens looked up by string so far (counts)
 
     @property
@@ -318,7 +319,7 @@ class Bag(TextFeaturizer):
         return len(self.vocab) + self.spec.hash_buckets
 
     def _vocab_changed(self) -> None:
-        self._scale = self._index = None
+        self._scale = self._index = self._word_chars = None
 
     # --- the lookup tables of a vocabulary --------------------------------------------------
 
@@ -327,6 +328,8 @@ class Bag(TextFeaturizer):
         itself, a few texts never need them): before forking workers that will featurize
         large batches, so that they share them."""
         self._tables()
+        if self.char_range:
+            self._char_table()
         self.column_scale()
 
     def _tables(self):
@@ -366,6 +369,24 @@ class Bag(TextFeaturizer):
             chars = KeyTable(string_char_keys([tokens[i][1:] for i in char_ids.tolist()]), char_ids)
             self._index = (keyid, lookup, chars)
         return self._index
+
+    def _char_table(self):
+        """(run (K,) int64, lengths (W,), fids): the character n-gram feature ids of every word
+        that has a key id (_tables: the vocabulary's words and the pseudo-words), as
+        _word_char_fids gives them, word after word; the word of key id k is run k of them (-1
+        for a key id that is not a word's). Built once, so that a chunk gathers the grams of its
+        known words instead of finding and looking them up again; only <unk> occurrences are
+        computed from their strings."""
+        if self._word_chars is None:
+            keyid = self._tables()[0]
+            words = [w for w, k in keyid.items() if k >= 0 and NGRAM_SEP not in w and not w.startswith(CHAR_MARK)]
+            ids = np.fromiter(map(keyid.__getitem__, words), dtype=np.int64, count=len(words))     # (W,)
+            fids, lengths = self._word_char_fids(words)
+            run = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)                        # (K,)
+            run[ids] = np.arange(len(words))
+            itype = np.int32 if self.n_features < 2**31 else np.int64
+            self._word_chars = (run, lengths, fids.astype(itype))
+        return self._word_chars
 
     def ngram_bucket(self, words: list) -> int:
         """The hash bucket (0..B-1) a word n-gram outside the vocabulary goes to: its key, from the
@@ -464,8 +485,10 @@ class Bag(TextFeaturizer):
         return counts_csr(row, col, (n_texts, self.n_features), light)
 
     def _chars(self, ids, word, rows, tids, strings: list, few: bool = False):
-        """(feature ids, rows) of the character n-grams of every word occurrence: each distinct
-        word's grams found and looked up once for the chunk, then gathered to its occurrences."""
+        """(feature ids, rows) of the character n-grams of every word occurrence, in no
+        particular order: a known word's from its run of _char_table; each distinct other word's
+        (<unk>, or every word when ``few``) found and looked up once for the chunk; both gathered
+        to the occurrences."""
         pos = np.flatnonzero(word)                                          # (T',) word occurrences
         frequent = self._frequent()
         if frequent is not None:                                            # char_below: frequent words have none
@@ -474,9 +497,20 @@ class Bag(TextFeaturizer):
             drop = np.zeros(len(pos), dtype=bool)
             drop[in_vocab] = frequent[k[in_vocab]]
             pos = pos[~drop]
+        cols, where = [], []
+        if not few:                                                         # known words: their runs of _char_table
+            run, lengths, fids = self._char_table()
+            k = ids[pos]
+            r = np.where(k < len(run), run[np.minimum(k, len(run) - 1)], -1)   # (T',) run of each occurrence
+            known = r >= 0
+            cols.append(fids[ragged_take(lengths, r[known])])
+            where.append(rows[np.repeat(pos[known], lengths[r[known]])])
+            pos = pos[~known]                                               # <unk> words: by their strings
         distinct, inv = np.unique(tids[pos], return_inverse=True)           # (W,), (T',)
         fids, lengths = self._word_char_fids([strings[i] for i in distinct.tolist()], few)
-        return fids[ragged_take(lengths, inv)], rows[np.repeat(pos, lengths[inv])]
+        cols.append(fids[ragged_take(lengths, inv)])
+        where.append(rows[np.repeat(pos, lengths[inv])])
+        return (np.concatenate(cols), np.concatenate(where)) if len(cols) > 1 else (cols[0], where[0])
 
     def _frequent(self):
         """(V,) bool: the vocabulary words seen at least char_below times, which get no character
@@ -519,6 +553,8 @@ class Bag(TextFeaturizer):
         if not keep:
             return None
         gid_key = fit.key_ids(self._tables()[0])                  # (distinct tokens,) global id -> key id
+        if self.char_range:
+            self._char_table()                                     # before forking: the workers share it
         counted = self.spec.weighting not in VALUELESS            # the values matter to the weighting
 
         def assemble(i):                                           # in a forked worker: chunk i's X
