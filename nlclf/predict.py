@@ -289,7 +289,8 @@ def predict_files(model_dir, paths: list, out_dir, req: Request, overwrite: bool
     names = output_names(paths, req.fmt)
     model_dir = str(Path(model_dir).resolve())
     model, cfg, sha = _cached_model(model_dir)           # loaded before the workers fork: they share it,
-    model.featurizer.prepare()                           # and the lookup tables of its large batches
+    if scheduler is None:                                # and the lookup tables of its large batches
+        model.featurizer.prepare()                       # (a Dask worker builds its own: predict_part)
     for p in paths:
         if not Path(p).exists():
             raise DataError(f"{p}: file not found")
