@@ -141,17 +141,18 @@ def test_a_large_batch_of_this_process_is_scored_on_one_blas_thread(run, monkeyp
     from threadpoolctl import threadpool_info
     from nlclf import runtime
     seen = []
+    threads = lambda: {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
     model = predict._cached_model(str(run / "run"))[0]
     proba = model.proba
-    monkeypatch.setattr(model, "proba", lambda texts: (seen.append(
-        {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}), proba(texts))[1])
+    monkeypatch.setattr(model, "proba", lambda texts: (seen.append(threads()), proba(texts))[1])
     score = predict._scorer(model, 1, None, 0)
     n = predict.ONE_BLAS_THREAD
     with runtime.blas_threads(2):
+        before = threads()                                    # {2}, or what this machine allows
         large, small = score(["apple pear"] * (n - 1) + ["owl"]), score(["owl"] * (n - 1))
     assert [r[0][0] for r in large] == ["fruit"] * (n - 1) + ["birds"] and [r[0][0] for r in small] == ["birds"] * (n - 1)
-    assert seen[0] == {1}                                     # n texts: one thread
-    assert seen[1] in ({2}, set())                            # fewer: left as they were (none: BLAS has no pool)
+    assert seen[0] <= {1}                                     # n texts: one thread (none: no BLAS pool)
+    assert seen[1] == before                                  # fewer: left as they were
 
 
 def test_the_output_folder_is_claimed_like_a_run_folder(run):
