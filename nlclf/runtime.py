@@ -117,6 +117,11 @@ def _set_malloc(thresholds: tuple) -> None:
     _malloc_now[0] = thresholds
 
 
+def keep_malloc_thresholds(nbytes: int) -> None:
+    """malloc_thresholds(nbytes) for the rest of this process's life (a worker's)."""
+    _set_malloc((nbytes, 2 * nbytes))
+
+
 @contextlib.contextmanager
 def malloc_thresholds(nbytes: int):
     """glibc's mmap threshold at ``nbytes`` and its trim threshold at twice that, inside the

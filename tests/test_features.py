@@ -236,3 +236,26 @@ def test_char_ngrams_hashed_cached_and_the_same_in_any_batch():
     expected = {f.vocab.index.get(g, V + bucket_of(g, 16)) for g in ["the", *char_ngrams("the", 2, 4),
                                                                      "cat", *char_ngrams("cat", 2, 4)]}
     assert set(X[3].indices) == expected
+
+
+def test_ngram_counts_merged_from_parts_are_summed_per_key(rng):
+    """bag._counts_merge: the sorted distinct keys of several chunks' n-gram counts, each key's
+    counts summed and its words kept, whatever the parts' order and sizes (the fit pass merges
+    every MERGE_EVERY keys, then once at the end)."""
+    from collections import Counter
+    from nlclf.features.bag import _counts_merge, key_of
+    parts, expected = [], Counter()
+    for size in (0, 1, 50, 400):
+        words = rng.integers(0, 30, size=(size, 2)).astype(np.int32)          # (U, 2): many repeats
+        counts = rng.integers(1, 9, size=size)
+        parts.append((key_of([words[:, 0], words[:, 1]]), counts, words))
+        for (a, b), c in zip(words.tolist(), counts.tolist()):
+            expected[a, b] += c
+    keys, counts, words = _counts_merge(parts)
+    assert (keys[1:] > keys[:-1]).all() and counts.dtype == np.int64
+    assert dict(zip(map(tuple, words.tolist()), counts.tolist())) == dict(expected)
+    assert np.array_equal(keys, key_of([words[:, 0], words[:, 1]]))
+    merged_twice = _counts_merge([_counts_merge(parts[:2]), *parts[2:]])
+    assert all(np.array_equal(a, b) for a, b in zip(merged_twice, (keys, counts, words)))
+    empty = _counts_merge([parts[0]])
+    assert len(empty[0]) == len(empty[1]) == len(empty[2]) == 0 and empty[2].shape == (0, 2)

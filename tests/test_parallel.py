@@ -43,6 +43,17 @@ def test_no_pool_inside_a_worker():
     assert n == 1 and len(set(pids)) == 1
 
 
+def test_a_worker_runs_with_the_heap_thresholds_of_a_batch_loop_whatever_its_parent_set():
+    # The featurizing parent maps every block of 128 KiB or more (runtime.FEATURIZING_MALLOC), so
+    # that freed chunks go back to the system; a worker's chunk temporaries, freed and reused a
+    # chunk after another, would then be mapped and faulted in afresh each time.
+    from nlclf import runtime
+    with runtime.malloc_thresholds(runtime.FEATURIZING_MALLOC):
+        seen = list(parallel.ordered_map(lambda x: runtime._malloc_now[0], range(4), workers=2))
+        assert runtime._malloc_now[0] == (runtime.FEATURIZING_MALLOC, 2 * runtime.FEATURIZING_MALLOC)
+    assert seen == [(runtime.BATCHES_MALLOC, 2 * runtime.BATCHES_MALLOC)] * 4
+
+
 def fail_on_7(x):
     if x == 7:
         raise DataError(f"bad item {x}")
