@@ -128,9 +128,12 @@ def malloc_thresholds(nbytes: int):
     block; the previous setting after (at first, the one the process started with; a no-op
     without glibc). Setting either by hand freezes the other, so both are set together.
 
-    Featurization uses FEATURIZING_MALLOC: by default glibc raises the mmap threshold each
-    time a large block is freed, so later chunks' arrays would come from the heap and freeing
-    them after they are stacked into X would not give the memory back (peak memory twice X).
+    Featurization uses FEATURIZING_MALLOC while it stacks the chunks' arrays into X: by default
+    glibc raises the mmap threshold each time a large block is freed, so later chunks' arrays
+    would come from the heap and freeing them after they are stacked would not give the memory
+    back (peak memory twice X). Its workers and its fit pass's merging use BATCHES_MALLOC
+    (parallel._mark_worker, features.bag.Bag._fit): under 128 KiB every chunk's temporaries
+    were mapped and faulted in afresh, and a million documents took 26 s instead of 16.
     Loops over minibatches (the training loop, a worker predicting a file) use BATCHES_MALLOC:
     their per-batch temporaries (a few MB each) then come from the heap instead of being mapped
     and zeroed by the kernel at every step, and a heap top trimmed after every batch and
