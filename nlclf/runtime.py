@@ -117,6 +117,14 @@ def _set_malloc(thresholds: tuple) -> None:
     _malloc_now[0] = thresholds
 
 
+def trim_heap() -> None:
+    """Give the heap's free memory back to the system (glibc's malloc_trim; a no-op elsewhere):
+    after a phase that ran under BATCHES_MALLOC, whose freed blocks the heap would keep."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def keep_malloc_thresholds(nbytes: int) -> None:
     """malloc_thresholds(nbytes) for the rest of this process's life (a worker's)."""
     _set_malloc((nbytes, 2 * nbytes))

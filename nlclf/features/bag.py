@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import parallel
 from ..config import AUTO
-from ..runtime import BATCHES_MALLOC, malloc_thresholds
+from ..runtime import BATCHES_MALLOC, malloc_thresholds, trim_heap
 from ..text import CHAR_MARK, NGRAM_SEP, SEP, char_ngrams, ragged_take
 from ..vocab import PAD, PAD_ID, UNK, UNK_ID, Vocabulary
 from . import weighting
@@ -559,8 +559,9 @@ class Bag(TextFeaturizer):
 
     def _fit(self, texts: Iterable[str], mask, keep: bool, compact: bool = False):
         fit = _FitPass(self, mask, keep)
-        with malloc_thresholds(BATCHES_MALLOC):
+        with malloc_thresholds(BATCHES_MALLOC):                   # merging: temporaries reused
             fit.run(texts)
+        trim_heap()                                                # ... and given back before X is built
         self._build_vocab(fit)
         if not keep:
             return None
