@@ -124,6 +124,8 @@ def run_predict(model_dir, paths: Iterable[str] = ("-",), top_k: int | None = 1,
         model.featurizer.prepare()      # its large batches' lookup tables, built once and shared by the workers
     records = data.iter_records(paths, cfg.data, id_field=id_field) if texts is None else ((None, t) for t in texts)
     predict_batch = _scorer(model, top_k, threshold, explain_k, allow_empty)
+    if parallel.n_workers(workers) == 1:                # scored here (workers have one BLAS thread)
+        predict_batch = _on_one_blas_thread(predict_batch)
     held: collections.deque = collections.deque()      # the records of the batches in flight, in order
 
     def texts_of(batches):
@@ -157,19 +159,23 @@ def _scorer(model, k: int | None, threshold: float | None, explain_k: int, allow
             return explain.explain(model, batch, explain_k)
         return decided_labels(model, model.proba(batch), k, threshold, allow_empty)
 
+    return predict_batch
+
+
+ONE_BLAS_THREAD = 64     # texts a batch from which run_predict scores it on one BLAS thread in this process
+
+
+def _on_one_blas_thread(score):
+    """``score`` with each batch of ONE_BLAS_THREAD texts or more run on one BLAS thread: the
+    products of a file's batches are too small for more, and OpenBLAS's idle threads spun a
+    second core through a whole file (100,000 lines on one process: 8.3 s of CPU for 4.4 s,
+    against 4.3 s for 4.3 s). Worker processes (parallel) and predict_part set it once."""
     def scored(batch: list) -> list:
         if len(batch) < ONE_BLAS_THREAD:
-            return predict_batch(batch)
+            return score(batch)
         with runtime.blas_threads(1):
-            return predict_batch(batch)
-
+            return score(batch)
     return scored
-
-
-ONE_BLAS_THREAD = 64     # texts a batch from which it is scored on one BLAS thread: the products of a
-                         # file's batches are too small for more, and OpenBLAS's idle threads spun a
-                         # second core the whole time (100,000 lines on one process: 8.3 s of CPU for
-                         # 4.4 s, against 4.3 s for 4.3 s); a worker process has one thread already
 
 
 def is_several(model_dir) -> bool:

@@ -145,7 +145,7 @@ def test_a_large_batch_of_this_process_is_scored_on_one_blas_thread(run, monkeyp
     model = predict._cached_model(str(run / "run"))[0]
     proba = model.proba
     monkeypatch.setattr(model, "proba", lambda texts: (seen.append(threads()), proba(texts))[1])
-    score = predict._scorer(model, 1, None, 0)
+    score = predict._on_one_blas_thread(predict._scorer(model, 1, None, 0))
     n = predict.ONE_BLAS_THREAD
     with runtime.blas_threads(2):
         before = threads()                                    # {2}, or what this machine allows
@@ -153,6 +153,11 @@ def test_a_large_batch_of_this_process_is_scored_on_one_blas_thread(run, monkeyp
     assert [r[0][0] for r in large] == ["fruit"] * (n - 1) + ["birds"] and [r[0][0] for r in small] == ["birds"] * (n - 1)
     assert seen[0] <= {1}                                     # n texts: one thread (none: no BLAS pool)
     assert seen[1] == before                                  # fewer: left as they were
+    wrapped = []                                              # run_predict wraps its scorer only in this process
+    monkeypatch.setattr(predict, "_on_one_blas_thread", lambda f: (wrapped.append(f), f)[1])
+    for workers in (1, 2):
+        list(predict.run_predict(str(run / "run"), texts=["owl"] * 3, workers=workers))
+    assert len(wrapped) == 1
 
 
 def test_the_output_folder_is_claimed_like_a_run_folder(run):

@@ -393,7 +393,7 @@ class Bag(TextFeaturizer):
             words = [w for w, k in keyid.items() if k >= 0 and NGRAM_SEP not in w and not w.startswith(CHAR_MARK)]
             ids = np.fromiter(map(keyid.__getitem__, words), dtype=np.int64, count=len(words))     # (W,)
             fids, lengths = self._word_char_fids(words)
-            run = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)                        # (K,)
+            run = np.full(int(ids.max(initial=UNK_ID)) + 1, -1, dtype=np.int64)                   # (K,)
             run[ids] = np.arange(len(words))
             itype = np.int32 if self.n_features < 2**31 else np.int64
             self._word_chars = (run, lengths, fids.astype(itype))
@@ -511,11 +511,11 @@ class Bag(TextFeaturizer):
         cols, where = [], []
         if not few:                                                         # known words: their runs of _char_table
             run, lengths, fids = self._char_table()
-            k = ids[pos]
-            r = np.where(k < len(run), run[np.minimum(k, len(run) - 1)], -1)   # (T',) run of each occurrence
+            r = run[ids[pos]]                                               # (T',) run of each occurrence
             known = r >= 0
-            cols.append(fids[ragged_take(lengths, r[known])])
-            where.append(rows[np.repeat(pos[known], lengths[r[known]])])
+            r = r[known]
+            cols.append(fids[ragged_take(lengths, r)])
+            where.append(rows[np.repeat(pos[known], lengths[r])])
             pos = pos[~known]                                               # <unk> words: by their strings
         distinct, inv = np.unique(tids[pos], return_inverse=True)           # (W,), (T',)
         fids, lengths = self._word_char_fids([strings[i] for i in distinct.tolist()], few)
