@@ -95,8 +95,8 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    hidden: tuple = (256,)
-    activation: str = "relu"
+    hidden: tuple = "auto"            # widths; auto: one layer, by the first layer's size (pipeline.auto_hidden)
+    activation: str = "gelu"
     leaky_slope: float = 0.01
     hidden_bias: bool = True
     output_bias: bool = True
@@ -268,7 +268,9 @@ AUTO_INTS = {"features.max_size", "features.char_below",       # integers that m
              "train.patience"}                                  # data's size (train.patience: by the schedule)
 AUTO_FLOATS = {"train.lr", "train.pos_weight"}                 # numbers that may be "auto": chosen with the optimizer, from the label counts
 AUTO_BOOLS = {"data.multi_label"}                              # switches that may be "auto": chosen from the training data
-AUTO_KEYS = AUTO_INTS | AUTO_FLOATS | AUTO_BOOLS | {"train.optimizer", "train.schedule"}   # every key that may be "auto"
+AUTO_LISTS = {"model.hidden"}                                  # lists that may be "auto": chosen from the features
+AUTO_VALUES = AUTO_INTS | AUTO_FLOATS | AUTO_BOOLS | AUTO_LISTS
+AUTO_KEYS = AUTO_VALUES | {"train.optimizer", "train.schedule"}   # every key that may be "auto"
 
 
 def _type_name(tp, key: str = "") -> str:
@@ -280,6 +282,8 @@ def _type_name(tp, key: str = "") -> str:
         return f"a number or {AUTO}"
     if tp is bool and key in AUTO_BOOLS:
         return f"true, false or {AUTO}"
+    if tp is tuple and key in AUTO_LISTS:
+        return f"a list of integers or {AUTO}"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             tuple: "a list of integers"}.get(tp, str(tp))
 
@@ -292,12 +296,10 @@ def _coerce(tp, value, key: str = ""):
     if tp is tuple and key in STRING_LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return ok, tuple(value) if ok else value
-    if value == AUTO and key in AUTO_INTS | AUTO_FLOATS | AUTO_BOOLS:
+    if value == AUTO and key in AUTO_VALUES:
         return True, value
     if tp is bool:
         return isinstance(value, bool), value
-    if value == AUTO and key in AUTO_INTS | AUTO_FLOATS:
-        return True, value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
@@ -663,7 +665,7 @@ HELP = {
     "features.word_dropout": "during training, drop each bag entry or word with this probability",
     "features.workers": "processes featurizing large inputs (0: one per core; 1: none)",
     "model": "the network: hidden layers k = H f + b, h = g(k), output softmax(U h + b)",
-    "model.hidden": "widths of the hidden layers ([]: logistic regression)",
+    "model.hidden": "widths of the hidden layers ([]: logistic regression; auto: one layer, 256 wide, or 128 or 64 for a bag of more than 50,781 or 101,562 features)",
     "model.activation": "g: relu, leaky_relu, gelu, tanh, sigmoid, identity",
     "model.leaky_slope": "slope of leaky_relu below zero",
     "model.hidden_bias": "bias on the hidden layers",

@@ -37,7 +37,7 @@ def run_inspect(model_dir, data_path=None, words: Iterable[str] = (), top: int =
     spec, fz = model.spec, model.featurizer
     vocab = fz.vocab.tokens
     r = {"model": str(model_dir), "kind": spec.input_kind, "hidden": list(spec.hidden),
-         "ensemble": cfg.train.ensemble, "member_hidden": list(cfg.model.hidden),
+         "ensemble": cfg.train.ensemble, "member_hidden": [h // cfg.train.ensemble for h in spec.hidden],
          "activation": spec.activation, "labels": model.labels, "temperature": model.temperature,
          "vocab_size": len(vocab), "n_features": fz.n_features,
          "parameters": {k: list(v.shape) for k, v in model.params.items()},

@@ -79,11 +79,35 @@ TRAIN_WRITES = ("model.*.npz", "model.json", "config.yaml", "report.json", "repo
                 "learning_curves.png", "confusion_matrix.png")      # what run_train puts in its folder
 
 
+AUTO_WIDTHS = (256, 128, 64)          # model.hidden auto: one hidden layer, the widest of these ...
+FIRST_LAYER_WEIGHTS = 13_000_000      # ... whose first layer (a bag: features × width) holds at most this many
+
+
+def auto_hidden(kind: str, n_features: int) -> tuple:
+    """The widths ``model.hidden: auto`` gives a network reading n_features inputs of ``kind``.
+
+    A bag's first layer is one row of H weights a feature, almost all of the model: 256 wide
+    while that stays within FIRST_LAYER_WEIGHTS (about 52 MB in float32; the 50,000-feature
+    budget of large training sets), else 128, else 64, so the model of a small set that keeps
+    every feature stays about as small (README: the model section). The embedding kinds' first
+    layer is their table, whose width is features.embed_dim: 256."""
+    if kind != "bow":
+        return (AUTO_WIDTHS[0],)
+    fits = [h for h in AUTO_WIDTHS if n_features * h <= FIRST_LAYER_WEIGHTS]
+    return (fits[0] if fits else AUTO_WIDTHS[-1],)
+
+
+def hidden_of(cfg: Config, n_features: int) -> tuple:
+    """model.hidden of ``cfg`` for n_features inputs, ``auto`` resolved (auto_hidden)."""
+    h = cfg.model.hidden
+    return auto_hidden(cfg.features.kind, n_features) if h == AUTO else tuple(h)
+
+
 def net_spec(cfg: Config, featurizer: TextFeaturizer, n_classes: int, several: bool = False) -> mlp.NetSpec:
     """The network of ``cfg`` for fitted features; ``several``: sigmoid outputs (several labels a text)."""
     f, m = cfg.features, cfg.model
     return mlp.NetSpec(input_kind=f.kind, n_inputs=featurizer.n_features, n_classes=n_classes,
-                       hidden=tuple(m.hidden), activation=m.activation, leaky_slope=m.leaky_slope,
+                       hidden=hidden_of(cfg, featurizer.n_features), activation=m.activation, leaky_slope=m.leaky_slope,
                        hidden_bias=m.hidden_bias, output_bias=m.output_bias, dropout=m.dropout,
                        input_dropout=f.word_dropout if f.kind != "embed_concat" else 0.0,
                        embed_dim=f.embed_dim if f.kind != "bow" else 0,
@@ -102,6 +126,10 @@ def train_model(cfg: Config, featurizer: TextFeaturizer, X, y, X_dev, y_dev, lab
     and the model's thresholds chosen on dev (train.thresholds)."""
     several = np.ndim(y) == 2
     spec = net_spec(cfg, featurizer, len(labels), several)
+    if cfg.model.hidden == AUTO:
+        log(f"model: hidden {list(spec.hidden)} (auto: " + (
+            f"the widest of {', '.join(map(str, AUTO_WIDTHS))} whose first layer of {spec.n_inputs:,} features holds "
+            f"at most {FIRST_LAYER_WEIGHTS:,} weights)" if spec.input_kind == "bow" else "an embedding kind's)"))
     dtype = np.dtype(cfg.train.dtype)
     t = cfg.train
     pos_weight = None
@@ -261,7 +289,7 @@ def check_memory(cfg: Config, n_params: int) -> None:
 def _known_params(cfg: Config) -> int:
     """Parameters the config alone fixes (before the vocabulary is known): hidden-to-hidden
     weights, and the first layer of embed_concat. A lower bound, checked before any data is read."""
-    h = list(cfg.model.hidden)
+    h = list(hidden_of(cfg, 0))                     # auto: one layer (256 wide before a bag's features are known)
     n = sum(a * b for a, b in zip(h, h[1:]))
     if cfg.features.kind == "embed_concat" and h:
         n += cfg.features.max_tokens * cfg.features.embed_dim * h[0]
@@ -526,7 +554,7 @@ def train_report(cfg: Config, feats: Featurized, model: Classifier, result, fina
         "labels": feats.labels.labels,
         "features": {"kind": cfg.features.kind, "vocab_size": len(feats.featurizer.vocab),
                      "n_features": feats.featurizer.n_features},
-        "model": {"hidden": list(cfg.model.hidden), "activation": spec.activation,
+        "model": {"hidden": list(hidden_of(cfg, feats.featurizer.n_features)), "activation": spec.activation,
                   "parameters": mlp.n_params(model.params), "ensemble": cfg.train.ensemble},
         "multi_label": feats.several,
         "metric": "micro_f1" if feats.several and cfg.train.metric == "accuracy" else cfg.train.metric,

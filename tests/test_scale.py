@@ -346,3 +346,35 @@ def test_the_pipeline_keeps_a_bag_training_matrix_compact(tmp_path):
                                lambda e, i: None, lambda msg: None)
     assert isinstance(feats.X, RowStore) and feats.X.counts is None and not isinstance(feats.X_dev, RowStore)
     assert feats.X.indices.dtype == np.uint16
+
+
+@pytest.mark.parametrize("kind, n_features, expected", [
+    ("bow", 5_000, (256,)), ("bow", 50_781, (256,)), ("bow", 50_782, (128,)), ("bow", 101_562, (128,)),
+    ("bow", 101_563, (64,)), ("bow", 172_617, (64,)), ("bow", 5_000_000, (64,)),   # never narrower than 64
+    ("embed_mean", 172_617, (256,)), ("embed_concat", 5_000_000, (256,))])
+def test_auto_hidden_keeps_a_bags_first_layer_within_its_budget(kind, n_features, expected):
+    from nlclf import pipeline
+    assert pipeline.auto_hidden(kind, n_features) == expected
+    assert kind != "bow" or n_features * expected[0] <= pipeline.FIRST_LAYER_WEIGHTS or expected == (64,)
+
+
+def test_auto_hidden_is_chosen_from_the_features_said_and_kept_in_the_model(monkeypatch, tmp_path):
+    from nlclf import config, pipeline
+    from nlclf.errors import ConfigError
+    cfg = config.load_text("data: {train: t.tsv}\ntrain: {epochs: 1}\n", "c.yaml")
+    assert cfg.model.hidden == "auto" and cfg.model.activation == "gelu"
+    data = (["a", "b"] * 4, ["good film", "bad film"] * 4), (["a", "b"], ["good", "bad"])
+    monkeypatch.setattr(pipeline, "FIRST_LAYER_WEIGHTS", 60 * 128)      # this bag: 30 to 60 features
+    said = []
+    model, result = pipeline.fit_lists(cfg, *data, log=said.append)
+    n = model.featurizer.n_features
+    assert 30 < n <= 60 and model.spec.hidden == (128,) and model.params["H1"].shape == (n, 128)
+    assert f"model: hidden [128] (auto: the widest of 256, 128, 64 whose first layer of {n:,} features holds at " \
+        f"most 7,680 weights)" in said
+    checkpoint.save(tmp_path, model, cfg)
+    loaded, saved_cfg, _ = checkpoint.load(tmp_path)
+    assert loaded.spec.hidden == (128,) and saved_cfg.model.hidden == "auto"
+    fixed = config.load_text("data: {train: t.tsv}\nmodel: {hidden: [16, 8]}\ntrain: {epochs: 1}\n", "c.yaml")
+    assert pipeline.fit_lists(fixed, *data)[0].spec.hidden == (16, 8)              # set widths stay
+    with pytest.raises(ConfigError, match=r"c.yaml:2: model.hidden: must be a list of integers or auto; got wide"):
+        config.load_text("data: {train: t.tsv}\nmodel: {hidden: wide}\n", "c.yaml")
