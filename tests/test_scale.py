@@ -303,20 +303,31 @@ def test_a_row_store_reads_the_rows_of_the_weighed_csr(monkeypatch, weighting_na
     assert (B.csr() != A).nnz == 0
 
 
-def test_a_row_store_widens_its_columns_and_counts_when_needed():
+@pytest.mark.parametrize("n_cols, packed", [(70_001, True), ((1 << 24) + 1, False)])
+def test_a_row_store_widens_its_columns_and_counts_when_needed(n_cols, packed):
+    """Past 65,536 columns the ids take 3 bytes (a uint16 and a uint8 array), past 2^24 an int32;
+    counts widen as they need."""
     import scipy.sparse as sp
-    from nlclf.features.store import RowStore
-    X = sp.csr_matrix((np.array([1.0, 300.0, 2.5], np.float32), (np.array([0, 0, 1]), np.array([3, 70_000, 9]))),
-                      shape=(2, 70_001))
+    from nlclf.features import weighting
+    from nlclf.features.store import PackedColumns, RowStore
+    cols = np.array([3, n_cols - 1, 65_536, 9, 65_535, 69_999])
+    X = sp.csr_matrix((np.array([1.0, 300.0, 2.0, 1.0, 2.5, 1.0], np.float32), (np.array([0, 0, 0, 1, 1, 1]), cols)),
+                      shape=(2, n_cols))
     s = RowStore.of(X, keep_counts=True)
-    assert s.indices.dtype == np.int32 and s.counts.dtype == np.float32     # a fraction: kept as float32
-    assert (s.csr() != X).nnz == 0
+    assert isinstance(s.indices, PackedColumns) == packed and s.indices.dtype == np.int32
+    assert s.nbytes == s.indptr.nbytes + (3 if packed else 4) * X.nnz + 4 * X.nnz
+    assert s.counts.dtype == np.float32                                     # a fraction: kept as float32
+    assert np.array_equal(np.asarray(s.indices), X.indices) and np.array_equal(s.indices[2:5], X.indices[2:5])
+    assert np.array_equal(weighting.idf(s, n_cols), weighting.idf(X, n_cols))
+    assert np.array_equal(weighting.nb_spread(s, np.array([0, 1]), 1.0), weighting.nb_spread(X, np.array([0, 1]), 1.0))
+    assert (s.csr() != X).nnz == 0 and (s[[1]] != X[[1]]).nnz == 0
     s = RowStore.of(X[:1], keep_counts=True)
     assert s.counts.dtype == np.uint16 and (s.csr() != X[:1]).nnz == 0
     assert RowStore.of(X, keep_counts=False).counts is None
     parts = [RowStore.of(X[:1], True), RowStore.of(X[1:], True)]
     stacked = RowStore.stack(parts, X.shape[1])
-    assert parts == [] and (stacked.csr() != X).nnz == 0
+    assert parts == [] and (stacked.csr() != X).nnz == 0 and isinstance(stacked.indices, PackedColumns) == packed
+    assert stacked.weighed(None).high is stacked.high
 
 
 def test_training_on_a_row_store_is_training_on_its_csr(rng):
@@ -378,3 +389,25 @@ def test_auto_hidden_is_chosen_from_the_features_said_and_kept_in_the_model(monk
     assert pipeline.fit_lists(fixed, *data)[0].spec.hidden == (16, 8)              # set widths stay
     with pytest.raises(ConfigError, match=r"c.yaml:2: model.hidden: must be a list of integers or auto; got wide"):
         config.load_text("data: {train: t.tsv}\nmodel: {hidden: wide}\n", "c.yaml")
+
+
+def test_fitting_on_two_workers_that_release_their_chunks_gives_the_same_matrix(monkeypatch):
+    """Each process drops the chunks of ids up to the one it assembles (trimming the heap every
+    TRIM_EVERY): the vocabulary, X and the held-out rows are those of one process."""
+    from nlclf.features import bag, base
+    for module in (bag, base):
+        monkeypatch.setattr(module, "CHUNK", 16)
+    monkeypatch.setattr(bag, "TRIM_EVERY", 2)
+    mask = np.arange(len(CORPUS)) % 5 == 0
+    out = []
+    for workers in (1, 2):
+        f = Featurizer(FeatureSpec(char_ngrams=(2, 3), weighting="count", workers=workers))
+        X, held = f.fit_counts(lambda: iter(CORPUS), mask=mask, compact=True)
+        out.append((f.vocab.tokens, X.csr(), held))
+    assert out[0][0] == out[1][0]
+    assert (out[0][1] != out[1][1]).nnz == 0 and (out[0][2] != out[1][2]).nnz == 0
+    fit = bag._FitPass(Featurizer(FeatureSpec()), None, True)
+    fit.chunks = list(range(6))
+    fit.release_through(2)
+    fit.release_through(1)                                     # never back
+    assert fit.chunks == [None, None, None, 3, 4, 5] and fit.released == 3

@@ -19,7 +19,9 @@ NB_DENSE_COUNTS = 1 << 23                # nb_spread counts (features × classes
 
 def idf(X, n_features: int):
     """(D,) float32 smoothed idf of the training counts X (N, D): ln((1 + N) / (1 + df)) + 1."""
-    df = np.bincount(X.indices, minlength=n_features)
+    df = np.zeros(n_features, dtype=np.int64)
+    for a, b in row_blocks(X):                  # a block at a time: X.indices may be a store's packed ids
+        df += np.bincount(X.indices[X.indptr[a]:X.indptr[b]], minlength=n_features)
     return (np.log((1.0 + X.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
 
 
@@ -66,7 +68,7 @@ def _nb_spread_several(X, Y, alpha: float, block: int):
     import scipy.sparse as sp
     N, D = X.shape
     C = Y.shape[1]
-    B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), X.indices, X.indptr), shape=(N, D))  # (N, D) 0/1
+    B = sp.csr_matrix((np.ones(X.nnz, dtype=np.float32), np.asarray(X.indices), X.indptr), shape=(N, D))  # (N, D) 0/1
     counts = (B.T.tocsr() @ sp.csr_matrix(Y.astype(np.float32))).tocsr()                       # (D, C)
     log_total = np.log(alpha * D + np.asarray(counts.sum(axis=0), dtype=np.float64).ravel())   # (C,)
     block = max(1, min(block, NB_BLOCK_VALUES // C))
