@@ -646,7 +646,7 @@ HELP = {
     "features.max_chars": "cut each text to this many characters first (0: no limit)",
     "features.max_token_chars": "cut longer tokens to this many characters",
     "features.min_count": "keep tokens and n-grams seen at least this often in train",
-    "features.max_size": "keep only the most frequent (0: no limit; auto: 0 below 1,000,000 training tokens, else 50,000)",
+    "features.max_size": "keep only the most frequent (0: no limit; auto: 0 below 1,000,000 training tokens, else 200,000)",
     "features.ngrams": "word n-grams up to this length (1: words only)",
     "features.hash_buckets": "n-grams outside the vocabulary go to this many hashed buckets (0: dropped)",
     "features.char_ngrams": "[min, max]: character n-grams of words (fastText's subwords); []: none",

@@ -87,9 +87,10 @@ def auto_hidden(kind: str, n_features: int) -> tuple:
     """The widths ``model.hidden: auto`` gives a network reading n_features inputs of ``kind``.
 
     A bag's first layer is one row of H weights a feature, almost all of the model: 256 wide
-    while that stays within FIRST_LAYER_WEIGHTS (about 52 MB in float32; the 50,000-feature
-    budget of large training sets), else 128, else 64, so the model of a small set that keeps
-    every feature stays about as small (README: the model section). The embedding kinds' first
+    while that stays within FIRST_LAYER_WEIGHTS (about 52 MB in float32), else 128, else 64 (the
+    200,000-feature budget of large training sets), so that a model stays about that size
+    whether its set was small and kept every feature or large and kept the budget's (README:
+    the model section). The embedding kinds' first
     layer is their table, whose width is features.embed_dim: 256."""
     if kind != "bow":
         return (AUTO_WIDTHS[0],)
