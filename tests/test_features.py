@@ -259,3 +259,29 @@ def test_ngram_counts_merged_from_parts_are_summed_per_key(rng):
     assert all(np.array_equal(a, b) for a, b in zip(merged_twice, (keys, counts, words)))
     empty = _counts_merge([parts[0]])
     assert len(empty[0]) == len(empty[1]) == len(empty[2]) == 0 and empty[2].shape == (0, 2)
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_counts_csr_counts_each_row_and_column_of_its_segments(rng, light):
+    """Segments whose rows are in order, of rows from empty to 3,000 entries (power-of-two
+    blocks of several widths, empty rows first and last): the CSR of np.unique's counts."""
+    from nlclf.features.bag import counts_csr
+    n, D = 40, 500
+    lengths = rng.integers(0, 60, n)
+    lengths[[0, 7, n - 1]] = 0
+    lengths[3], lengths[11] = 3000, 1
+    segments, all_rows, all_cols = [], [], []
+    for _ in range(3):                                                   # three segments, each in row order
+        k = rng.multinomial(lengths.sum() // 3, lengths / lengths.sum())
+        rows = np.repeat(np.arange(n), k)
+        cols = rng.integers(0, D if len(segments) else 20, len(rows))     # many repeats in one segment
+        segments.append((rows, cols))
+        all_rows.append(rows)
+        all_cols.append(cols)
+    X = counts_csr(segments, (n, D), light)
+    keys, counts = np.unique(np.concatenate(all_rows) * D + np.concatenate(all_cols), return_counts=True)
+    indptr = np.searchsorted(keys, np.arange(n + 1) * D)
+    assert np.array_equal(X.indptr, indptr) and np.array_equal(X.indices, keys % D)
+    assert X.data.dtype == np.float32 and np.array_equal(X.data, counts)
+    empty = counts_csr([(np.zeros(0, np.int64), np.zeros(0, np.int64))], (3, D), light)
+    assert list(empty.indptr) == [0, 0, 0, 0] and len(empty.indices) == 0
