@@ -207,22 +207,25 @@ def _sort_within_rows(cols, lengths) -> None:
     sorted side by side as the rows of 2-D blocks, one block a power-of-two width (padded with a
     value above every column), which NumPy does several times faster than one sort of all the
     row·D + col keys: rows of a few hundred entries stay in the cache (a batch of 1,024
-    sentences, 700,000 entries: 3 ms against 23 ms)."""
+    sentences, 700,000 entries: 3 ms against 23 ms). All the blocks lie in one buffer, so that
+    every entry is placed, and read back, by one scatter and one gather."""
     if len(cols) == 0:
         return
+    n = len(lengths)
     width = np.left_shift(1, np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64))   # (n,)
-    starts = np.cumsum(lengths) - lengths
-    pad = np.iinfo(cols.dtype).max
-    for w in np.unique(width[lengths > 1]).tolist():
-        rows = np.flatnonzero((width == w) & (lengths > 1))                  # (m,)
-        n_entries = lengths[rows]
-        at = ragged_take(lengths, rows)                                      # their entries in cols
-        brow = np.repeat(np.arange(len(rows)), n_entries)
-        bcol = at - np.repeat(starts[rows], n_entries)
-        block = np.full((len(rows), w), pad, dtype=cols.dtype)              # (m, w)
-        block[brow, bcol] = cols[at]
-        block.sort(axis=1)                                                   # the padding sorts last
-        cols[at] = block[brow, bcol]
+    widths, cls = np.unique(width, return_inverse=True)                      # (C,), (n,) each row's block
+    count = np.bincount(cls, minlength=len(widths))                          # (C,) rows a block
+    offset = np.cumsum(count * widths) - count * widths                      # (C,) where each block starts
+    rank = np.empty(n, dtype=np.int64)                                       # (n,) row within its block
+    rank[np.argsort(cls, kind="stable")] = np.arange(n) - np.repeat(np.cumsum(count) - count, count)
+    base = offset[cls] + rank * width - (np.cumsum(lengths) - lengths)       # (n,) cell of entry e: e + base
+    cell = np.arange(len(cols)) + np.repeat(base, lengths)                   # (K,)
+    blocks = np.full(int((count * widths).sum()), np.iinfo(cols.dtype).max, dtype=cols.dtype)
+    blocks[cell] = cols
+    for at, m, w in zip(offset.tolist(), count.tolist(), widths.tolist()):
+        if w > 1:
+            blocks[at:at + m * w].reshape(m, w).sort(axis=1)                 # the padding sorts last
+    cols[:] = blocks[cell]
 
 
 def counts_csr(segments: list, shape: tuple, light: bool = False):
