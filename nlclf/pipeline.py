@@ -90,8 +90,8 @@ def auto_hidden(kind: str, n_features: int) -> tuple:
     while that stays within FIRST_LAYER_WEIGHTS (about 52 MB in float32), else 128, else 64 (the
     200,000-feature budget of large training sets), so that a model stays about that size
     whether its set was small and kept every feature or large and kept the budget's (README:
-    the model section). The embedding kinds' first
-    layer is their table, whose width is features.embed_dim: 256."""
+    the model section). The embedding kinds' table is features.embed_dim wide whatever the
+    hidden layer, which stays 256 wide."""
     if kind != "bow":
         return (AUTO_WIDTHS[0],)
     fits = [h for h in AUTO_WIDTHS if n_features * h <= FIRST_LAYER_WEIGHTS]

@@ -285,3 +285,18 @@ def test_counts_csr_counts_each_row_and_column_of_its_segments(rng, light):
     assert X.data.dtype == np.float32 and np.array_equal(X.data, counts)
     empty = counts_csr([(np.zeros(0, np.int64), np.zeros(0, np.int64))], (3, D), light)
     assert list(empty.indptr) == [0, 0, 0, 0] and len(empty.indices) == 0
+
+
+@pytest.mark.parametrize("n_keys", [8, 3000])
+def test_key_table_finds_every_key_and_misses_the_others_through_collisions(rng, n_keys):
+    """A table at most half full probes past occupied slots: every stored key gives its value,
+    every other key -1, as a dict would; keys made to share their first slot are found too."""
+    from nlclf.features.bag import KeyTable, _mix
+    keys = np.unique(rng.integers(0, 2**40, n_keys).astype(np.uint64))
+    table = KeyTable(keys, np.arange(len(keys)) * 7)
+    others = rng.integers(2**40, 2**41, 4 * n_keys).astype(np.uint64)
+    query = rng.permutation(np.concatenate([keys, others]))
+    expected = {int(k): 7 * i for i, k in enumerate(keys.tolist())}
+    assert table.get(query).tolist() == [expected.get(int(k), -1) for k in query.tolist()]
+    slot = _mix(keys) & table.mask
+    assert len(np.unique(slot)) < len(keys)                   # collisions happened, and were probed past
